@@ -1,0 +1,35 @@
+"""Exceptions raised by bias-suite. Each message names the thing at fault and how to fix it."""
+
+from __future__ import annotations
+
+
+class BiasSuiteError(Exception):
+    """Base class for every error bias-suite raises on bad input."""
+
+
+class ModelNotFoundError(BiasSuiteError):
+    """The model spec is neither a built-in alias, an existing directory, nor a loadable hub id."""
+
+
+class NotImageTextToTextError(BiasSuiteError):
+    """The checkpoint loads, but is not an image-text-to-text model (no vision input, no image token)."""
+
+
+class LayerSelectionError(BiasSuiteError, ValueError):
+    """A requested decoder layer does not exist in the model."""
+
+
+class MissingImageTokensError(BiasSuiteError):
+    """A prompt reached the model without any image placeholder token."""
+
+
+class ImageTokenMismatchError(BiasSuiteError):
+    """The number of image placeholder tokens differs from the number of visual features produced."""
+
+
+class NonFiniteKeysError(BiasSuiteError):
+    """Captured keys or queries contain NaN or inf."""
+
+
+class CaptureError(BiasSuiteError):
+    """Capture cannot do what was asked (unsupported attention feature, missing model input, ...)."""

@@ -1,0 +1,29 @@
+"""Capture over a list of samples, batch by batch: the loop a gate or a notebook runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bias_suite.capture import BatchCapture, CaptureConfig, SampleCapture, capture_batch
+from bias_suite.inputs import Sample, encode_batch
+from bias_suite.loading import LoadedModel
+
+
+def extract(
+    loaded: LoadedModel, samples: Sequence[Sample], config: CaptureConfig, batch_size: int = 4
+) -> tuple[SampleCapture, ...]:
+    """Captured tensors for every sample, in order. Only one batch lives on the device at a time."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    ids = [sample.sample_id for sample in samples]
+    duplicated = sorted({sample_id for sample_id in ids if ids.count(sample_id) > 1})
+    if duplicated:
+        raise ValueError(f"sample ids must be unique; used more than once: {duplicated}")
+    device, dtype = loaded.model.device, loaded.model.dtype
+    captured: list[SampleCapture] = []
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start : start + batch_size]
+        inputs = encode_batch(loaded.processor, batch, device, dtype)
+        result: BatchCapture = capture_batch(loaded.model, inputs, [s.sample_id for s in batch], config)
+        captured.extend(result.samples)
+    return tuple(captured)

@@ -1,0 +1,57 @@
+"""Turn (image, question) pairs into model inputs with the model's own processor and chat template."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from transformers import BatchFeature, ProcessorMixin
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark item. ``prompt`` is the user's question, before any chat template."""
+
+    sample_id: str
+    image: Image.Image
+    prompt: str
+    answer: str | None = None
+    conflicting_caption: str | None = None
+
+
+def format_prompt(processor: ProcessorMixin, question: str) -> str:
+    """The question as the model expects it: one image, then the text, then the generation prompt.
+
+    Uses the processor's chat template when it has one; otherwise puts the processor's image token
+    on its own line before the question (the LLaVA-1.5 convention).
+    """
+    if getattr(processor, "chat_template", None):
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return processor.apply_chat_template(messages, add_generation_prompt=True)
+    image_token = getattr(processor, "image_token", None)
+    if image_token is None:
+        raise ValueError(f"{type(processor).__name__} has neither a chat template nor an image_token")
+    return f"{image_token}\n{question}"
+
+
+def encode_batch(
+    processor: ProcessorMixin,
+    samples: Sequence[Sample],
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> BatchFeature:
+    """Processor output for ``samples`` (padded), on ``device``; floating tensors cast to ``dtype``."""
+    encoded = processor(
+        images=[sample.image.convert("RGB") for sample in samples],
+        text=[format_prompt(processor, sample.prompt) for sample in samples],
+        padding=True,
+        return_tensors="pt",
+    )
+    return BatchFeature(
+        {
+            name: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            for name, value in encoded.items()
+        }
+    )

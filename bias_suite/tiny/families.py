@@ -1,0 +1,225 @@
+"""Architecture-faithful tiny checkpoints, built from transformers configs (no download).
+
+Each builder returns a real ``*ForConditionalGeneration`` model with randomly initialised weights
+(seeded) and the family's real processor class around a real tokenizer, so that a checkpoint saved
+with ``save_pretrained`` loads back through ``AutoProcessor`` / ``AutoModelForImageTextToText``
+exactly like a hub checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tokenizers import processors
+from transformers import (
+    AutoModelForImageTextToText,
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaProcessor,
+    PreTrainedModel,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLProcessor,
+    Qwen2VLConfig,
+    Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
+)
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+from bias_suite.tiny.tokenizer import build_tokenizer
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+QWEN_SPECIAL_TOKENS = [
+    "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+]
+
+
+@dataclass(frozen=True)
+class TextSize:
+    """Decoder shape. GQA is on whenever ``kv_heads < heads``."""
+
+    layers: int = 4
+    hidden: int = 64
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 128
+
+
+def _llava_tokenizer():
+    tokenizer = build_tokenizer(
+        special_tokens={"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+        extra_special_tokens=["<image>"],
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    # LLaMA tokenizers prepend BOS; the first position is then the classic attention sink.
+    bos_id = tokenizer.convert_tokens_to_ids("<s>")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+    )
+    return tokenizer
+
+
+def build_llava(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """LLaVA-1.5 layout: CLIP vision tower → 2-layer MLP projector → Llama decoder (GQA).
+
+    ``image_size`` / 14 squared image tokens per image (CLS dropped, ``vision_feature_select_strategy
+    = "default"``), e.g. 56 → 16 tokens, 336 → 576 tokens as in LLaVA-1.5.
+    """
+    tokenizer = _llava_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=image_size, patch_size=14, projection_dim=32,
+    )
+    decoder = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=text.hidden, intermediate_size=text.intermediate,
+        num_hidden_layers=text.layers, num_attention_heads=text.heads, num_key_value_heads=text.kv_heads,
+        max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=decoder,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = AutoModelForImageTextToText.from_config(config)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+def _qwen_tokenizer():
+    return build_tokenizer(
+        special_tokens={"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+        extra_special_tokens=QWEN_SPECIAL_TOKENS,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
+
+
+def _qwen_processor_parts(image_side: int):
+    """Image and video processors that resize every image to ``image_side`` squared pixels."""
+    pixels = image_side * image_side
+    return (
+        Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2),
+        Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2),
+    )
+
+
+def _qwen_config_kwargs(tokenizer, text: TextSize) -> dict:
+    head_dim = text.hidden // text.heads
+    half = head_dim // 2
+    # mRoPE splits the rotary frequencies into temporal / height / width sections.
+    mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=text.hidden, intermediate_size=text.intermediate,
+            num_hidden_layers=text.layers, num_attention_heads=text.heads, num_key_value_heads=text.kv_heads,
+            max_position_embeddings=4096, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                          "mrope_section": mrope_section},
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def build_qwen2_5_vl(text: TextSize = TextSize(), image_side: int = 112) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Qwen2.5-VL layout: windowed ViT with 2×2 patch merger → Qwen2 decoder with 3-D mRoPE (GQA).
+
+    ``(image_side / 28)²`` image tokens per image, e.g. 112 → 16.
+    """
+    tokenizer = _qwen_tokenizer()
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=text.hidden,
+            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+        ),
+        **_qwen_config_kwargs(tokenizer, text),
+    )
+    model = AutoModelForImageTextToText.from_config(config)
+    image_processor, video_processor = _qwen_processor_parts(image_side)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+def build_qwen2_vl(text: TextSize = TextSize(), image_side: int = 112) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Qwen2-VL layout: full-attention ViT with patch merger → Qwen2 decoder with 3-D mRoPE (GQA)."""
+    tokenizer = _qwen_tokenizer()
+    config = Qwen2VLConfig(
+        vision_config=dict(
+            depth=2, embed_dim=32, hidden_size=text.hidden, num_heads=4, mlp_ratio=2,
+            patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+        ),
+        **_qwen_config_kwargs(tokenizer, text),
+    )
+    model = AutoModelForImageTextToText.from_config(config)
+    image_processor, video_processor = _qwen_processor_parts(image_side)
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """A built-in alias: how to build it and what it stands in for."""
+
+    alias: str
+    model_type: str
+    build: Callable[[], tuple[PreTrainedModel, ProcessorMixin]]
+    stands_in_for: str
+
+
+TINY_FAMILIES: dict[str, TinyFamily] = {
+    family.alias: family
+    for family in (
+        TinyFamily("tiny-llava", "llava", build_llava, "llava-hf/llava-1.5-7b-hf"),
+        TinyFamily("tiny-qwen2.5-vl", "qwen2_5_vl", build_qwen2_5_vl, "Qwen/Qwen2.5-VL-7B-Instruct"),
+        TinyFamily("tiny-qwen2-vl", "qwen2_vl", build_qwen2_vl, "Qwen/Qwen2-VL-2B-Instruct"),
+    )
+}
+
+
+def build_family(alias: str, seed: int) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Build ``alias`` with weights drawn from ``torch.manual_seed(seed)`` (float32, eval mode)."""
+    torch.manual_seed(seed)
+    model, processor = TINY_FAMILIES[alias].build()
+    return model.eval(), processor

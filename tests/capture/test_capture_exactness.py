@@ -1,0 +1,136 @@
+"""Captured tensors equal independent computations of the same quantities, for every tiny family."""
+
+from __future__ import annotations
+
+import torch
+
+from bias_suite.attention import attention_rows
+from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, prefill_kwargs
+from bias_suite.inputs import encode_batch
+
+ALL_LAYERS = (0, 1, 2, 3)
+
+
+def _encode(loaded, samples):
+    return encode_batch(loaded.processor, samples, loaded.model.device, loaded.model.dtype)
+
+
+def _capture(loaded, samples, **config):
+    inputs = _encode(loaded, samples)
+    result = capture_batch(
+        loaded.model, inputs, [s.sample_id for s in samples], CaptureConfig(layers=ALL_LAYERS, **config)
+    )
+    return inputs, result
+
+
+def _valid_index(inputs, b):
+    return inputs["attention_mask"][b].bool().nonzero().flatten()
+
+
+def test_batch_is_left_padded(alias, load_tiny, samples):
+    inputs = _encode(load_tiny(alias), samples)
+    mask = inputs["attention_mask"]
+    assert not mask.all(), "the fixture samples must produce a padded batch"
+    assert mask[:, -1].all(), "padding is expected on the left"
+
+
+def test_logits_with_capture_equal_logits_without(alias, load_tiny, samples):
+    loaded = load_tiny(alias)
+    inputs = _encode(loaded, samples)
+    kwargs = prefill_kwargs(loaded.model, inputs)
+    all_rows = [_valid_index(inputs, b) for b in range(len(samples))]
+    n_image_tokens = int((inputs["input_ids"] == image_token_id(loaded.model)).sum())
+    with torch.no_grad():
+        without = loaded.model(**kwargs).logits
+        with attach_capture(loaded.model, ALL_LAYERS, all_rows, n_image_tokens):
+            with_capture = loaded.model(**kwargs).logits
+    valid = inputs["attention_mask"].bool()
+    torch.testing.assert_close(with_capture[valid], without[valid], atol=0, rtol=0)
+
+
+def test_capture_leaves_the_model_as_it_was(alias, load_tiny, samples):
+    loaded = load_tiny(alias)
+    decoder_config = loaded.model.get_decoder().config
+    before = decoder_config._attn_implementation
+    _capture(loaded, samples)
+    assert decoder_config._attn_implementation == before
+    for layer in loaded.model.get_decoder().layers:
+        assert not hasattr(layer.self_attn, "_bias_suite_capture")
+        assert not layer.self_attn.k_proj._forward_hooks
+        assert not layer._forward_pre_hooks
+
+
+def test_post_rope_keys_equal_kv_cache_keys(alias, load_tiny, samples):
+    loaded = load_tiny(alias)
+    inputs, result = _capture(loaded, samples)
+    with torch.no_grad():
+        outputs = loaded.model(**{**prefill_kwargs(loaded.model, inputs), "use_cache": True})
+    cache = getattr(outputs, "cache", None) or outputs.past_key_values
+    for b, sample in enumerate(result.samples):
+        index = _valid_index(inputs, b)
+        for layer, captured in sample.layers.items():
+            cache_keys = cache.layers[layer].keys[b][:, index].transpose(0, 1).float().cpu()
+            torch.testing.assert_close(captured.post_rope_keys, cache_keys, atol=0, rtol=0)
+
+
+def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples):
+    loaded = load_tiny(alias)
+    decoder = loaded.model.get_decoder()
+    normed_inputs = {}
+    handles = [
+        layer.input_layernorm.register_forward_hook(lambda _m, _a, out, i=i: normed_inputs.__setitem__(i, out))
+        for i, layer in enumerate(decoder.layers)
+    ]
+    try:
+        inputs, result = _capture(loaded, samples)
+    finally:
+        for handle in handles:
+            handle.remove()
+    geometry = result.geometry
+    for b, sample in enumerate(result.samples):
+        index = _valid_index(inputs, b)[sample.key_positions.to(inputs["input_ids"].device)]
+        for layer, captured in sample.layers.items():
+            with torch.no_grad():
+                expected = decoder.layers[layer].self_attn.k_proj(normed_inputs[layer][b][index])
+            expected = expected.reshape(-1, geometry.n_kv_heads, geometry.head_dim).float().cpu()
+            torch.testing.assert_close(captured.pre_rope_keys, expected, atol=0, rtol=0)
+
+
+def test_attention_rows_equal_eager_output_attentions(alias, load_tiny, samples, tolerance):
+    inputs, result = _capture(load_tiny(alias), samples, query_rows="all")
+    eager = load_tiny(alias, attn_implementation="eager")
+    with torch.no_grad():
+        outputs = eager.model(**prefill_kwargs(eager.model, inputs), output_attentions=True)
+    geometry = result.geometry
+    assert geometry.n_kv_heads < geometry.n_heads, "tiny families are built with GQA"
+    for b, sample in enumerate(result.samples):
+        index = _valid_index(inputs, b)
+        for layer, captured in sample.layers.items():
+            expected = outputs.attentions[layer][b][:, index][:, :, index].transpose(0, 1).float().cpu()
+            rows = attention_rows(
+                captured.post_rope_queries, captured.post_rope_keys, sample.query_positions, geometry.scaling,
+                captured.sliding_window,
+            )
+            torch.testing.assert_close(rows, expected[sample.query_positions], **tolerance)
+
+
+def test_batch_of_one_and_batch_of_n_give_the_same_keys(alias, load_tiny, samples, tolerance):
+    loaded = load_tiny(alias)
+    _, batched = _capture(loaded, samples)
+    for b, sample in enumerate(samples):
+        _, alone = _capture(loaded, [sample])
+        for layer in ALL_LAYERS:
+            together, single = batched.samples[b].layers[layer], alone.samples[0].layers[layer]
+            torch.testing.assert_close(together.pre_rope_keys, single.pre_rope_keys, **tolerance)
+            torch.testing.assert_close(together.post_rope_keys, single.post_rope_keys, **tolerance)
+            torch.testing.assert_close(together.post_rope_queries, single.post_rope_queries, **tolerance)
+        assert torch.equal(batched.samples[b].position_ids, alone.samples[0].position_ids)
+
+
+def test_image_mask_marks_exactly_the_image_placeholder_tokens(alias, load_tiny, samples):
+    loaded = load_tiny(alias)
+    _, result = _capture(loaded, samples)
+    token_id = image_token_id(loaded.model)
+    for sample in result.samples:
+        assert torch.equal(sample.image_mask, sample.input_ids == token_id)
+        assert sample.image_mask.sum() > 0

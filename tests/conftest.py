@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny checkpoints (built once per run), device/dtype from --device/--dtype, samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bias_suite.inputs import Sample
+from bias_suite.loading import LoadedModel, load_model
+from bias_suite.tiny import TINY_FAMILIES
+
+FAMILIES = tuple(TINY_FAMILIES)
+QUESTIONS = (
+    "What colour is the cat on the left of the picture?",
+    "How many?",
+    "Where is the red ball? Answer with one word.",
+    "Describe the image.",
+)
+
+
+@pytest.fixture(scope="session")
+def load_tiny(bias_device_and_dtype):
+    """``load_tiny(alias, attn_implementation="sdpa") -> LoadedModel``, one load per session and key.
+
+    The returned models are shared: tests must not modify them.
+    """
+    device, dtype = bias_device_and_dtype
+    loaded: dict[tuple[str, str], LoadedModel] = {}
+
+    def load(alias: str, attn_implementation: str = "sdpa") -> LoadedModel:
+        key = (alias, attn_implementation)
+        if key not in loaded:
+            loaded[key] = load_model(
+                alias, device=str(device), dtype=str(dtype).removeprefix("torch."),
+                attn_implementation=attn_implementation,
+            )
+        return loaded[key]
+
+    return load
+
+
+@pytest.fixture(params=FAMILIES)
+def alias(request) -> str:
+    """Every built-in tiny family in turn."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def tolerance(bias_device_and_dtype) -> dict[str, float]:
+    """``atol``/``rtol`` for comparing two computations of the same quantity in the model dtype."""
+    _, dtype = bias_device_and_dtype
+    return {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
+            torch.float16: dict(atol=5e-3, rtol=5e-3)}[dtype]
+
+
+def make_samples(n: int, seed: int = 0) -> list[Sample]:
+    """``n`` samples with random images of different sizes and questions of different lengths
+    (so a batch of them is padded)."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        height, width = 48 + 8 * (i % 3), 64 + 8 * (i % 4)
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        samples.append(Sample(f"sample-{i}", Image.fromarray(pixels), QUESTIONS[i % len(QUESTIONS)]))
+    return samples
+
+
+@pytest.fixture
+def samples() -> list[Sample]:
+    return make_samples(3)
