@@ -37,9 +37,15 @@ def attention_logits(
     post-RoPE; query_positions: ``[n_rows]`` token index of each query row.
     Returns ``[n_rows, n_heads, n_tokens]`` float32.
     """
-    n_heads, n_kv_heads = queries.shape[1], keys.shape[1]
-    keys_per_head = keys.float()[:, kv_head_for_query_head(n_heads, n_kv_heads).to(keys.device), :]
-    logits = torch.einsum("rhd,thd->rht", queries.float(), keys_per_head) * scaling
+    n_rows, n_heads, head_dim = queries.shape
+    n_tokens, n_kv_heads = keys.shape[:2]
+    group = n_heads // n_kv_heads
+    kv_head_for_query_head(n_heads, n_kv_heads)  # validates the grouping
+    # Query head h = kv * group + g reads KV head kv: one batched matmul per KV head, no key copies.
+    grouped_queries = queries.float().reshape(n_rows, n_kv_heads, group, head_dim).permute(1, 0, 2, 3)
+    scores = torch.bmm(grouped_queries.reshape(n_kv_heads, n_rows * group, head_dim), keys.float().permute(1, 2, 0))
+    logits = scores.reshape(n_kv_heads, n_rows, group, n_tokens).permute(1, 0, 2, 3).reshape(n_rows, n_heads, n_tokens)
+    logits = logits * scaling
     visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
     return logits.masked_fill(~visible[:, None, :], float("-inf"))
 

@@ -1,0 +1,228 @@
+"""``python -m bias_suite bench``: speed and memory of capture, measured side by side in one run.
+
+Every figure is a ratio of two measurements taken in the same run on the same machine, alternating
+the two sides, so machine noise cancels as far as it can. Printed as ``name=value`` lines.
+
+* ``capture_overhead_ratio``: median time of a capture-on prefill (all layers hooked, tensors moved
+  to the host) / median time of the bare prefill with the same backend (sdpa). Target ≤ 1.10.
+* ``attention_rows_speedup_vs_eager``: attention rows of the last prompt position and the question
+  tokens for every layer — eager ``output_attentions=True`` prefill (rows sliced from the full
+  matrices) vs capture + :func:`bias_suite.attention.attention_rows`. Target ≥ 3.
+* ``attention_rows_memory_ratio_vs_eager``: peak extra memory of the capture path / of the eager path:
+  the peak resident set added during the call, sampled every millisecond in a fresh process per side
+  (glibc told to ``mmap`` large blocks so freed memory leaves the resident set). Target ≤ 0.1.
+
+The bench runs on the CPU in float32 (the CI machine); it reads /proc, so it needs Linux.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from bias_suite.attention import attention_rows
+from bias_suite.capture import CaptureConfig, capture_batch, prefill_kwargs
+from bias_suite.tiny.families import TextSize, build_llava
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class BenchShape:
+    """The llava-shaped model the bench runs: LLaVA-1.5 token layout at reduced width."""
+
+    layers: int = 8
+    hidden: int = 256
+    heads: int = 8
+    kv_heads: int = 4
+    intermediate: int = 688
+    image_size: int = 336  # (336 / 14)² = 576 image tokens, as LLaVA-1.5
+    sequence_length: int = 1200  # total prompt tokens (image + text) for the attention-rows figures
+    question_tokens: int = 48  # text tokens after the image, before the generation prompt
+
+    @classmethod
+    def quick(cls) -> "BenchShape":
+        """A small shape for smoke tests of the command itself (figures not meaningful)."""
+        return cls(layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128, image_size=56, sequence_length=80,
+                   question_tokens=8)
+
+
+class Workload:
+    """Model, processor and one encoded prompt of about ``shape.sequence_length`` tokens.
+
+    Layout of the prompt, as in a long LLaVA conversation: a text context before the image fills the
+    sequence, then the image, then a short question (``shape.question_tokens``) and the generation
+    prompt. The query rows are the question tokens and the last prompt position.
+    """
+
+    def __init__(self, shape: BenchShape, attn_implementation: str = "sdpa", seed: int = 0):
+        torch.manual_seed(seed)
+        model, processor = build_llava(
+            TextSize(shape.layers, shape.hidden, shape.heads, shape.kv_heads, shape.intermediate), shape.image_size
+        )
+        model.set_attn_implementation(attn_implementation)
+        self.model, self.processor, self.shape = model.eval(), processor, shape
+        image = Image.new("RGB", (shape.image_size, shape.image_size), (200, 40, 40))
+        self.inputs = processor(images=[image], text=[self._prompt()], return_tensors="pt")
+        self.layers = tuple(range(shape.layers))
+
+    def _prompt(self) -> str:
+        tokenizer = self.processor.tokenizer
+        n_image_tokens = (self.shape.image_size // 14) ** 2
+        sentence = "The red ball is on the left of the blue cup. "
+        question = "What colour is the ball? " * max(1, self.shape.question_tokens // 7)
+        context = ""
+        template = "USER: {context}<image>\n{question} ASSISTANT:"
+        while len(tokenizer(template.format(context=context, question=question))["input_ids"]) + n_image_tokens < (
+            self.shape.sequence_length
+        ):
+            context += sentence
+        return template.format(context=context, question=question)
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    def bare_prefill(self) -> None:
+        with torch.no_grad():
+            self.model(**prefill_kwargs(self.model, self.inputs), logits_to_keep=1)
+
+    def capture_prefill(self, query_rows: str = "after_image"):
+        config = CaptureConfig(layers=self.layers, query_rows=query_rows)
+        return capture_batch(self.model, self.inputs, ["bench"], config)
+
+    def capture_attention_rows(self) -> list[torch.Tensor]:
+        result = self.capture_prefill()
+        sample = result.samples[0]
+        return [
+            attention_rows(c.post_rope_queries, c.post_rope_keys, sample.query_positions, result.geometry.scaling)
+            for c in sample.layers.values()
+        ]
+
+    def eager_attention_rows(self) -> list[torch.Tensor]:
+        image_positions = (self.inputs["input_ids"][0] == self.model.config.image_token_id).nonzero()
+        rows = torch.arange(int(image_positions.max()) + 1, self.sequence_length)
+        with torch.no_grad():
+            outputs = self.model(**prefill_kwargs(self.model, self.inputs), output_attentions=True, logits_to_keep=1)
+        return [attentions[0][:, rows].transpose(0, 1).clone() for attentions in outputs.attentions]
+
+
+def median_seconds_side_by_side(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall time of ``a`` and ``b``, alternating a, b, b, a, … after one warm-up of each."""
+    a(), b()
+    times_a, times_b = [], []
+    for repeat in range(repeats):
+        order = ((a, times_a), (b, times_b)) if repeat % 2 == 0 else ((b, times_b), (a, times_a))
+        for function, times in order:
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_BYTES
+
+
+def peak_extra_bytes(function: Callable[[], object]) -> int:
+    """Peak resident memory added while ``function`` runs, sampled every millisecond (Linux /proc)."""
+    baseline = _resident_bytes()
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _resident_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = function()
+        peak = max(peak, _resident_bytes())
+    finally:
+        done.set()
+        sampler.join()
+    del result
+    return peak - baseline
+
+
+def _memory_probe(mode: str, quick: bool) -> None:
+    """Child process: build the workload, measure one call of ``mode``, print JSON."""
+    shape = BenchShape.quick() if quick else BenchShape()
+    workload = Workload(shape, attn_implementation="eager" if mode == "eager" else "sdpa")
+    function = workload.eager_attention_rows if mode == "eager" else workload.capture_attention_rows
+    function()  # warm-up: one-time allocations (thread pools, kernel caches) are not the call's cost
+    gc.collect()
+    print(json.dumps({"mode": mode, "peak_extra_bytes": peak_extra_bytes(function)}))
+
+
+def _probe_in_fresh_process(mode: str, quick: bool) -> int:
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    command = [sys.executable, "-m", "bias_suite", "bench", "--memory-probe", mode] + (["--quick"] if quick else [])
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory probe {mode!r} failed:\n{completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])["peak_extra_bytes"]
+
+
+def run(quick: bool = False, repeats: int = 15) -> dict[str, float]:
+    shape = BenchShape.quick() if quick else BenchShape()
+    sdpa = Workload(shape)
+    eager = Workload(shape, attn_implementation="eager")
+    bare_seconds, capture_seconds = median_seconds_side_by_side(sdpa.bare_prefill, sdpa.capture_prefill, repeats)
+    eager_seconds, rows_seconds = median_seconds_side_by_side(
+        eager.eager_attention_rows, sdpa.capture_attention_rows, repeats
+    )
+    max_difference = max(
+        float((ours - theirs).abs().max())
+        for ours, theirs in zip(sdpa.capture_attention_rows(), eager.eager_attention_rows())
+    )
+    eager_bytes = _probe_in_fresh_process("eager", quick)
+    capture_bytes = _probe_in_fresh_process("capture", quick)
+    return {
+        "model_layers": shape.layers,
+        "model_hidden": shape.hidden,
+        "image_tokens": int((sdpa.inputs["input_ids"] == sdpa.model.config.image_token_id).sum()),
+        "sequence_length": sdpa.sequence_length,
+        "attention_query_rows": int(sdpa.capture_prefill().samples[0].query_positions.numel()),
+        "threads": torch.get_num_threads(),
+        "bare_prefill_seconds": bare_seconds,
+        "capture_prefill_seconds": capture_seconds,
+        "capture_overhead_ratio": capture_seconds / bare_seconds,
+        "eager_attention_rows_seconds": eager_seconds,
+        "capture_attention_rows_seconds": rows_seconds,
+        "attention_rows_speedup_vs_eager": eager_seconds / rows_seconds,
+        "attention_rows_max_abs_difference": max_difference,
+        "eager_peak_extra_bytes": eager_bytes,
+        "capture_peak_extra_bytes": capture_bytes,
+        "attention_rows_memory_ratio_vs_eager": capture_bytes / eager_bytes,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bias_suite bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shape: checks the command, figures meaningless")
+    parser.add_argument("--repeats", type=int, default=15, help="timed repetitions per side (median is reported)")
+    parser.add_argument("--memory-probe", choices=("eager", "capture"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        _memory_probe(args.memory_probe, args.quick)
+        return 0
+    for name, value in run(quick=args.quick, repeats=args.repeats).items():
+        print(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return 0
