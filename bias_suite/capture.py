@@ -374,7 +374,7 @@ def capture_batch(
     ``pixel_values``, …), already on the model's device. Padding may be left or right.
     """
     input_ids = inputs["input_ids"]
-    batch, seq = input_ids.shape
+    batch = input_ids.shape[0]
     if len(sample_ids) != batch:
         raise ValueError(f"{len(sample_ids)} sample ids for a batch of {batch}")
     layers = resolve_layers(model, config.layers)
@@ -384,10 +384,11 @@ def capture_batch(
     image_mask = (input_ids == image_token_id(model)) & valid
     _check_image_tokens(image_mask, sample_ids)
     forward_kwargs = prefill_kwargs(model, inputs)
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        forward_kwargs["logits_to_keep"] = 1  # only the last position's logits are kept
-
     token_index = [valid[b].nonzero().flatten() for b in range(batch)]  # padded position of each token
+    last_position = torch.stack([index[-1] for index in token_index])
+    left_padded = bool((last_position == input_ids.shape[1] - 1).all())
+    if left_padded and "logits_to_keep" in inspect.signature(model.forward).parameters:
+        forward_kwargs["logits_to_keep"] = 1  # only the last position's logits are needed
     query_rows = [_query_rows(image_mask[b][token_index[b]], config.query_rows) for b in range(batch)]
     query_index = [token_index[b][rows] for b, rows in enumerate(query_rows)]
 
@@ -409,7 +410,8 @@ def capture_batch(
             "transformers' AttentionInterface, so capture cannot see its post-RoPE keys"
         )
 
-    last_logits = outputs.logits[:, -1, :].float().cpu()
+    logits = outputs.logits
+    last_logits = (logits[:, -1] if logits.shape[1] == 1 else logits[torch.arange(batch), last_position]).float().cpu()
     samples = tuple(
         _sample_capture(recorder, b, sample_ids[b], input_ids, image_mask, token_index[b], query_rows[b], config)
         for b in range(batch)
@@ -427,8 +429,12 @@ def _check_image_tokens(image_mask: Tensor, sample_ids: Sequence[str]) -> None:
 
 
 def prefill_kwargs(model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> dict:
-    """The keyword arguments capture runs ``model`` with: the processor's inputs, no KV cache, and rotary positions that count real tokens (so a left-padded sample
-    gets the same positions as alone). Tests use it to run oracle forwards on identical inputs."""
+    """The keyword arguments capture runs ``model`` with.
+
+    The processor's inputs, no KV cache, and rotary positions that count real tokens only (so a
+    left-padded sample gets the same positions as when run alone). Tests use it to run oracle
+    forwards on identical inputs.
+    """
     geometry = decoder_geometry(model)
     kwargs = dict(inputs)
     kwargs["use_cache"] = False

@@ -8,6 +8,7 @@ the caller turns it on; weights load from safetensors when the checkpoint has th
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ def load_model(
         use_safetensors=None,
     )
     if device_map is not None:
+        if importlib.util.find_spec("accelerate") is None:
+            raise ImportError(f"device_map={device_map!r} needs accelerate: pip install accelerate")
         load_kwargs["device_map"] = device_map
     try:
         model = AutoModelForImageTextToText.from_pretrained(resolved.path, **load_kwargs)

@@ -134,3 +134,29 @@ def test_image_mask_marks_exactly_the_image_placeholder_tokens(alias, load_tiny,
     for sample in result.samples:
         assert torch.equal(sample.image_mask, sample.input_ids == token_id)
         assert sample.image_mask.sum() > 0
+
+
+def test_right_padding_gives_the_same_capture_as_left_padding(load_tiny, samples, tolerance):
+    loaded = load_tiny("tiny-llava")
+    tokenizer = loaded.processor.tokenizer
+    left_inputs, left = _capture(loaded, samples)
+    tokenizer.padding_side = "right"
+    try:
+        right_inputs, right = _capture(loaded, samples)
+    finally:
+        tokenizer.padding_side = "left"
+    assert not right_inputs["attention_mask"][:, -1].all(), "the batch must actually be right-padded"
+    torch.testing.assert_close(right.last_logits, left.last_logits, **tolerance)
+    for a, b in zip(left.samples, right.samples):
+        assert torch.equal(a.input_ids, b.input_ids)
+        torch.testing.assert_close(a.layers[3].post_rope_keys, b.layers[3].post_rope_keys, **tolerance)
+        torch.testing.assert_close(a.layers[3].post_rope_queries, b.layers[3].post_rope_queries, **tolerance)
+
+
+def test_capture_delegates_to_the_eager_backend_with_the_same_result(alias, load_tiny, samples, tolerance):
+    _, with_sdpa = _capture(load_tiny(alias), samples)
+    _, with_eager = _capture(load_tiny(alias, attn_implementation="eager"), samples)
+    assert with_eager.geometry.attn_implementation == "eager"
+    torch.testing.assert_close(with_eager.last_logits, with_sdpa.last_logits, **tolerance)
+    for a, b in zip(with_sdpa.samples, with_eager.samples):
+        torch.testing.assert_close(a.layers[2].post_rope_keys, b.layers[2].post_rope_keys, **tolerance)

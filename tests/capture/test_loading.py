@@ -102,3 +102,23 @@ def test_auto_device_is_cuda_bfloat16_when_present_else_cpu_float32():
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         resolve_device("cpu", "float8")
+
+
+def test_remote_code_is_not_trusted_unless_asked(alias, monkeypatch):
+    from transformers import AutoModelForImageTextToText
+
+    seen = {}
+    original = AutoModelForImageTextToText.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", spy)
+    load_model(alias, device="cpu")
+    assert seen["trust_remote_code"] is False
+
+
+def test_device_map_auto_is_accepted(alias):
+    loaded = load_model(alias, device_map="auto", dtype="float32")
+    assert loaded.info.device in {"cpu"} | {f"cuda:{i}" for i in range(torch.cuda.device_count())}
