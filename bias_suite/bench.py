@@ -43,11 +43,7 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class BenchShape:
     """The llava-shaped model the bench runs: LLaVA-1.5 token layout at reduced width."""
 
-    layers: int = 8
-    hidden: int = 256
-    heads: int = 8
-    kv_heads: int = 4
-    intermediate: int = 688
+    text: TextSize = TextSize(layers=8, hidden=256, heads=8, kv_heads=4, intermediate=688)
     image_size: int = 336  # (336 / 14)² = 576 image tokens, as LLaVA-1.5
     sequence_length: int = 1200  # total prompt tokens (image + text) for the attention-rows figures
     question_tokens: int = 48  # text tokens after the image, before the generation prompt
@@ -55,8 +51,7 @@ class BenchShape:
     @classmethod
     def quick(cls) -> "BenchShape":
         """A small shape for smoke tests of the command itself (figures not meaningful)."""
-        return cls(layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128, image_size=56, sequence_length=80,
-                   question_tokens=8)
+        return cls(text=TextSize(layers=2), image_size=56, sequence_length=80, question_tokens=8)
 
 
 class Workload:
@@ -69,14 +64,12 @@ class Workload:
 
     def __init__(self, shape: BenchShape, attn_implementation: str = "sdpa", seed: int = 0):
         torch.manual_seed(seed)
-        model, processor = build_llava(
-            TextSize(shape.layers, shape.hidden, shape.heads, shape.kv_heads, shape.intermediate), shape.image_size
-        )
+        model, processor = build_llava(shape.text, shape.image_size)
         model.set_attn_implementation(attn_implementation)
         self.model, self.processor, self.shape = model.eval(), processor, shape
         image = Image.new("RGB", (shape.image_size, shape.image_size), (200, 40, 40))
         self.inputs = processor(images=[image], text=[self._prompt()], return_tensors="pt")
-        self.layers = tuple(range(shape.layers))
+        self.layers = tuple(range(shape.text.layers))
 
     def _prompt(self) -> str:
         tokenizer = self.processor.tokenizer
@@ -195,8 +188,8 @@ def run(quick: bool = False, repeats: int = 15) -> dict[str, float]:
     eager_bytes = _probe_in_fresh_process("eager", quick)
     capture_bytes = _probe_in_fresh_process("capture", quick)
     return {
-        "model_layers": shape.layers,
-        "model_hidden": shape.hidden,
+        "model_layers": shape.text.layers,
+        "model_hidden": shape.text.hidden,
         "image_tokens": int((sdpa.inputs["input_ids"] == sdpa.model.config.image_token_id).sum()),
         "sequence_length": sdpa.sequence_length,
         "attention_query_rows": int(sdpa.capture_prefill().samples[0].query_positions.numel()),
