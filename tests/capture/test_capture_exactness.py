@@ -73,7 +73,7 @@ def test_post_rope_keys_equal_kv_cache_keys(alias, load_tiny, samples):
             torch.testing.assert_close(captured.post_rope_keys, cache_keys, atol=0, rtol=0)
 
 
-def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples):
+def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples, tolerance):
     loaded = load_tiny(alias)
     decoder = loaded.model.get_decoder()
     normed_inputs = {}
@@ -93,7 +93,8 @@ def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples):
             with torch.no_grad():
                 expected = decoder.layers[layer].self_attn.k_proj(normed_inputs[layer][b][index])
             expected = expected.reshape(-1, geometry.n_kv_heads, geometry.head_dim).float().cpu()
-            torch.testing.assert_close(captured.pre_rope_keys, expected, atol=0, rtol=0)
+            # The oracle's matmul has another shape than the batched one: equal up to rounding.
+            torch.testing.assert_close(captured.pre_rope_keys, expected, **tolerance)
 
 
 def test_attention_rows_equal_eager_output_attentions(alias, load_tiny, samples, tolerance):
