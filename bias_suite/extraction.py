@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from bias_suite.capture import BatchCapture, CaptureConfig, SampleCapture, capture_batch
@@ -15,8 +16,7 @@ def extract(
     """Captured tensors for every sample, in order. Only one batch lives on the device at a time."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-    ids = [sample.sample_id for sample in samples]
-    duplicated = sorted({sample_id for sample_id in ids if ids.count(sample_id) > 1})
+    duplicated = sorted(sample_id for sample_id, n in Counter(s.sample_id for s in samples).items() if n > 1)
     if duplicated:
         raise ValueError(f"sample ids must be unique; used more than once: {duplicated}")
     device, dtype = loaded.model.device, loaded.model.dtype

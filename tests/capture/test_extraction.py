@@ -1,0 +1,31 @@
+"""extract() runs capture batch by batch and returns the same tensors as one batch would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bias_suite.capture import CaptureConfig
+from bias_suite.extraction import extract
+from bias_suite.inputs import Sample
+
+from ..conftest import make_samples
+
+
+def test_extract_in_batches_equals_one_batch(load_tiny, tolerance):
+    loaded = load_tiny("tiny-qwen2.5-vl")
+    samples = make_samples(5)
+    config = CaptureConfig(layers=(0, 3), max_tokens_per_modality=6)
+    in_pairs = extract(loaded, samples, config, batch_size=2)
+    at_once = extract(loaded, samples, config, batch_size=5)
+    assert [s.sample_id for s in in_pairs] == [s.sample_id for s in samples]
+    for a, b in zip(in_pairs, at_once):
+        assert torch.equal(a.key_positions, b.key_positions)
+        torch.testing.assert_close(a.layers[3].pre_rope_keys, b.layers[3].pre_rope_keys, **tolerance)
+
+
+def test_extract_refuses_duplicate_sample_ids(load_tiny):
+    first, second = make_samples(2)
+    clash = Sample(first.sample_id, second.image, second.prompt)
+    with pytest.raises(ValueError, match="used more than once: \\['sample-0'\\]"):
+        extract(load_tiny("tiny-llava"), [first, clash], CaptureConfig(layers=(0,)))
