@@ -12,6 +12,11 @@ the two sides, so machine noise cancels as far as it can. Printed as ``name=valu
   the peak resident set added during the call, sampled every millisecond in a fresh process per side
   (glibc told to ``mmap`` large blocks so freed memory leaves the resident set). Target ≤ 0.1.
 
+* ``metrics_speedup_vs_reference``: the key-space metric suite (4,000 keys per modality × 8 heads ×
+  head_dim 128, 200 bootstrap replicates and permutations) against a straightforward scikit-learn /
+  scipy implementation of the same definitions, same data, same run; ``metrics_max_relative_difference``
+  shows the results agree. Target ≥ 5. See :mod:`bias_suite.bench_metrics`.
+
 The bench runs on the CPU in float32 (the CI machine); it reads /proc, so it needs Linux.
 """
 
@@ -33,6 +38,7 @@ import torch
 from PIL import Image
 
 from bias_suite.attention import attention_rows
+from bias_suite.bench_metrics import run_metrics
 from bias_suite.capture import CaptureConfig, capture_batch, prefill_kwargs
 from bias_suite.tiny.families import TextSize, build_llava
 
@@ -204,6 +210,7 @@ def run(quick: bool = False, repeats: int = 15) -> dict[str, float]:
         "eager_peak_extra_bytes": eager_bytes,
         "capture_peak_extra_bytes": capture_bytes,
         "attention_rows_memory_ratio_vs_eager": capture_bytes / eager_bytes,
+        **run_metrics(quick=quick),
     }
 
 

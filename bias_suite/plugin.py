@@ -42,3 +42,15 @@ def bias_device_and_dtype(pytestconfig: pytest.Config):
     from bias_suite.loading import resolve_device
 
     return resolve_device(pytestconfig.option.bias_device, pytestconfig.option.bias_dtype)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the CPU cores between workers: torch's default of one intra-op
+    thread per core in every worker oversubscribes the machine and makes small tensor work crawl."""
+    import os
+
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
