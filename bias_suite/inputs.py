@@ -12,13 +12,18 @@ from transformers import BatchFeature, ProcessorMixin
 
 @dataclass(frozen=True)
 class Sample:
-    """One benchmark item. ``prompt`` is the user's question, before any chat template."""
+    """One benchmark item. ``prompt`` is the user's question, before any chat template.
+
+    For image-text conflict items, ``conflicting_caption`` is the text that contradicts the image,
+    ``answer`` the answer the image supports and ``caption_answer`` the one the caption implies.
+    """
 
     sample_id: str
     image: Image.Image
     prompt: str
     answer: str | None = None
     conflicting_caption: str | None = None
+    caption_answer: str | None = None
 
 
 def format_prompt(processor: ProcessorMixin, question: str) -> str:

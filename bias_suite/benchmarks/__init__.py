@@ -1,0 +1,12 @@
+"""Benchmarks: offline built-in sample sets, and loaders for benchmark files people already have.
+
+``load_benchmark("shapes", n_samples=8, seed=0)`` or ``load_benchmark("data/MMBench_DEV_EN.tsv")``.
+Built-ins: ``photos`` (scikit-image's photographs), ``shapes`` (rendered scenes with answers),
+``text-in-image`` (rendered words and numbers), ``conflict`` (scenes with a contradicting caption).
+Files: VLMEvalKit TSV, JSONL, a ``datasets`` save_to_disk folder, parquet.
+"""
+
+from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, content_hash
+from bias_suite.benchmarks.registry import BUILTIN_BENCHMARKS, FILE_READERS, load_benchmark
+
+__all__ = ["BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "content_hash", "load_benchmark"]

@@ -1,0 +1,57 @@
+"""JSON Lines files: one JSON object per line, ``image`` a path relative to the JSONL file's folder.
+
+Example line: ``{"id": "cat-1", "image": "images/cat.png", "question": "What animal is this?", "answer": "cat"}``.
+Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bias_suite.benchmarks.benchmark import BenchmarkError
+from bias_suite.benchmarks.rows import (
+    IMAGE_COLUMN,
+    PendingSample,
+    open_image_file,
+    pending_from_row,
+    require_columns,
+)
+
+
+def read_jsonl(path: Path) -> list[PendingSample]:
+    """Lines of a JSONL benchmark as pending samples; images are read when a sample is kept."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    if not any(line.strip() for line in lines):
+        raise BenchmarkError(f"benchmark file {str(path)!r} is empty: expected one JSON object per line with "
+                             "'image' (a path relative to the file) and 'question'")
+    folder = path.parent
+    pending = []
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        location = f"{path} line {line_number}"
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BenchmarkError(f"{location} is not valid JSON ({error})") from error
+        if not isinstance(fields, dict):
+            raise BenchmarkError(
+                f"{location} is a JSON {type(fields).__name__}, not an object with 'image' and 'question'"
+            )
+        require_columns(list(fields), location, noun="key")
+        if not isinstance(fields[IMAGE_COLUMN], str):
+            raise BenchmarkError(
+                f"{location}: {IMAGE_COLUMN!r} must be an image path relative to the JSONL file, "
+                f"not {fields[IMAGE_COLUMN]!r}"
+            )
+        image_path = folder / fields[IMAGE_COLUMN]
+        pending.append(
+            pending_from_row(
+                fields, len(pending), location,
+                lambda image_path=image_path, at=location: open_image_file(
+                    image_path, at, relative_to=f"the JSONL file's folder {str(folder)!r}"
+                ),
+            )
+        )
+    return pending

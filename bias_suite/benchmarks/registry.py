@@ -1,0 +1,81 @@
+"""``load_benchmark(NAME_OR_PATH)``: a built-in benchmark by name, or a benchmark file by path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, subsample_indices
+from bias_suite.benchmarks.conflict import build_conflict
+from bias_suite.benchmarks.jsonl import read_jsonl
+from bias_suite.benchmarks.photos import build_photos
+from bias_suite.benchmarks.rows import PendingSample, finish
+from bias_suite.benchmarks.shapes import build_shapes
+from bias_suite.benchmarks.tables import is_saved_dataset, read_parquet, read_saved_dataset
+from bias_suite.benchmarks.text_in_image import build_text_in_image
+from bias_suite.benchmarks.tsv import read_tsv
+from bias_suite.inputs import Sample
+
+# name -> builder(seed) returning every sample of the built-in, in order. Nothing here touches the network.
+BUILTIN_BENCHMARKS: dict[str, Callable[[int], tuple[Sample, ...]]] = {
+    "photos": build_photos,
+    "shapes": build_shapes,
+    "text-in-image": build_text_in_image,
+    "conflict": build_conflict,
+}
+
+# Benchmark.source -> reader of every row of a file (or folder) of that format.
+FILE_READERS: dict[str, Callable[[Path], list[PendingSample]]] = {
+    "tsv": read_tsv,
+    "jsonl": read_jsonl,
+    "hf-dataset": read_saved_dataset,
+    "parquet": read_parquet,
+}
+SUPPORTED_FILES = (
+    "a VLMEvalKit .tsv (base64 'image', 'question', optional 'answer' and options A-D), "
+    "a .jsonl (one object per line, 'image' a path relative to the file), "
+    "a folder saved with datasets' save_to_disk, or a .parquet file or folder of them"
+)
+
+
+def load_benchmark(name_or_path: str | os.PathLike[str], *, n_samples: int | None = None, seed: int = 0) -> Benchmark:
+    """The built-in benchmark ``name_or_path``, or the benchmark file at that path.
+
+    n_samples: keep a seeded subset of this many samples, in benchmark order (``None``: all; more
+        than there are: all). The content hash covers only the samples kept.
+    seed: seeds the built-in scenes and the subset, so the same seed yields the same samples.
+    """
+    if n_samples is not None and n_samples < 1:
+        raise BenchmarkError(f"n_samples must be >= 1 (or None for all samples), not {n_samples}")
+    name = os.fspath(name_or_path)
+    if name in BUILTIN_BENCHMARKS:
+        samples = BUILTIN_BENCHMARKS[name](seed)
+        kept = tuple(samples[i] for i in subsample_indices(len(samples), n_samples, seed))
+        return Benchmark(name, "builtin", kept, seed=seed)
+    source = file_format(Path(name))
+    return finish(name, source, FILE_READERS[source](Path(name)), n_samples, seed)
+
+
+def file_format(path: Path) -> str:
+    """The key of :data:`FILE_READERS` that reads ``path``, or a BenchmarkError saying what is accepted."""
+    if not path.exists():
+        raise BenchmarkError(
+            f"benchmark {str(path)!r} is neither a built-in ({', '.join(BUILTIN_BENCHMARKS)}) nor an existing "
+            f"file or folder; a benchmark file is {SUPPORTED_FILES}"
+        )
+    if path.is_dir():
+        if is_saved_dataset(path):
+            return "hf-dataset"
+        if any(path.rglob("*.parquet")):
+            return "parquet"
+        raise BenchmarkError(
+            f"folder {str(path)!r} holds neither a datasets save_to_disk dataset (state.json, dataset_info.json) "
+            "nor .parquet files"
+        )
+    by_suffix = {".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+    if path.suffix.lower() not in by_suffix:
+        raise BenchmarkError(
+            f"cannot tell the format of {str(path)!r} from its suffix; a benchmark file is {SUPPORTED_FILES}"
+        )
+    return by_suffix[path.suffix.lower()]
