@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bias_suite.capture import BatchCapture, CaptureConfig, SampleCapture, capture_batch
 from bias_suite.inputs import Sample, encode_batch
@@ -11,9 +11,18 @@ from bias_suite.loading import LoadedModel
 
 
 def extract(
-    loaded: LoadedModel, samples: Sequence[Sample], config: CaptureConfig, batch_size: int = 4
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    config: CaptureConfig,
+    batch_size: int = 4,
+    append_answers: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[SampleCapture, ...]:
-    """Captured tensors for every sample, in order. Only one batch lives on the device at a time."""
+    """Captured tensors for every sample, in order. Only one batch lives on the device at a time.
+
+    append_answers: teacher-force each sample's answer after its prompt (for answer query rows).
+    progress: called with the number of samples done after each batch (e.g. a progress bar's update).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     duplicated = sorted(sample_id for sample_id, n in Counter(s.sample_id for s in samples).items() if n > 1)
@@ -23,7 +32,9 @@ def extract(
     captured: list[SampleCapture] = []
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        inputs = encode_batch(loaded.processor, batch, device, dtype)
+        inputs = encode_batch(loaded.processor, batch, device, dtype, append_answers)
         result: BatchCapture = capture_batch(loaded.model, inputs, [s.sample_id for s in batch], config)
         captured.extend(result.samples)
+        if progress is not None:
+            progress(len(batch))
     return tuple(captured)

@@ -41,16 +41,41 @@ def format_prompt(processor: ProcessorMixin, question: str) -> str:
     return f"{image_token}\n{question}"
 
 
+def prompt_text(processor: ProcessorMixin, sample: Sample, append_answer: bool = False) -> str:
+    """The formatted prompt of ``sample``; with ``append_answer``, followed by its answer as the model
+    would have generated it (teacher forcing), when the sample has one."""
+    text = format_prompt(processor, sample.prompt)
+    if append_answer and sample.answer:
+        text += ("" if text.endswith(("\n", " ")) else " ") + sample.answer
+    return text
+
+
+def answer_token_count(processor: ProcessorMixin, sample: Sample) -> int:
+    """How many tokens the appended answer adds at the end of the sequence (0 without an answer)."""
+    if not sample.answer:
+        return 0
+    tokenizer = getattr(processor, "tokenizer", processor)
+    full = tokenizer(prompt_text(processor, sample, append_answer=True))["input_ids"]
+    prompt = tokenizer(prompt_text(processor, sample))["input_ids"]
+    if full[: len(prompt)] != prompt:
+        raise ValueError(f"{sample.sample_id}: appending the answer re-tokenises the prompt; cannot locate answer tokens")
+    return len(full) - len(prompt)
+
+
 def encode_batch(
     processor: ProcessorMixin,
     samples: Sequence[Sample],
     device: torch.device | str,
     dtype: torch.dtype,
+    append_answers: bool = False,
 ) -> BatchFeature:
-    """Processor output for ``samples`` (padded), on ``device``; floating tensors cast to ``dtype``."""
+    """Processor output for ``samples`` (padded), on ``device``; floating tensors cast to ``dtype``.
+
+    With ``append_answers`` each sample's answer follows its prompt (see :func:`prompt_text`).
+    """
     encoded = processor(
         images=[sample.image.convert("RGB") for sample in samples],
-        text=[format_prompt(processor, sample.prompt) for sample in samples],
+        text=[prompt_text(processor, sample, append_answers) for sample in samples],
         padding=True,
         return_tensors="pt",
     )

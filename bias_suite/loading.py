@@ -170,3 +170,12 @@ def _model_info(spec: str, resolved: ResolvedSpec, model: PreTrainedModel) -> Mo
         attn_implementation=geometry.attn_implementation,
         n_layers=geometry.n_layers,
     )
+
+
+def describe_spec(spec: str, trust_remote_code: bool = False, revision: str | None = None) -> tuple[str, int]:
+    """``(model_type, decoder layer count)`` from the config alone — no weights are loaded, so test
+    collection can parametrize over layers cheaply. Raises like :func:`load_model` on a bad spec."""
+    resolved = resolve_spec(spec)
+    config = _load_config(spec, resolved, trust_remote_code, revision)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return config.model_type, int(text_config.num_hidden_layers)

@@ -1,0 +1,59 @@
+"""Behaviour: does the model follow the image or a caption that contradicts it? (DESIGN §1)
+
+Answers are scored by teacher-forced log-likelihood: the sum of log p(answer token | image, prompt,
+previous answer tokens) over the answer's tokens. ``text_preference_rate`` is the fraction of conflict
+samples whose caption-implied answer scores higher than the image-true one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from bias_suite.inputs import Sample, answer_token_count, encode_batch
+from bias_suite.loading import LoadedModel
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
+
+
+@torch.no_grad()
+def answer_log_likelihoods(loaded: LoadedModel, samples: Sequence[Sample], answers: Sequence[str],
+                           batch_size: int = 8) -> torch.Tensor:
+    """``[n]`` float64: log p(``answers[i]`` | image and prompt of ``samples[i]``), in nats."""
+    if len(samples) != len(answers):
+        raise ValueError("need one candidate answer per sample")
+    model, processor = loaded.model, loaded.processor
+    scores = []
+    for start in range(0, len(samples), batch_size):
+        batch = [dataclasses.replace(s, answer=a) for s, a in zip(samples[start:start + batch_size], answers[start:start + batch_size])]
+        counts = [answer_token_count(processor, s) for s in batch]
+        inputs = encode_batch(processor, batch, model.device, model.dtype, append_answers=True)
+        logits = model(**inputs, use_cache=False).logits.float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        last = inputs["attention_mask"].shape[1] - 1 - inputs["attention_mask"].flip(1).long().argmax(1)  # last real token
+        for row, n_answer in enumerate(counts):
+            targets = torch.arange(int(last[row]) - n_answer + 1, int(last[row]) + 1, device=logits.device)
+            token_ids = inputs["input_ids"][row, targets]
+            scores.append(float(log_probs[row, targets - 1].gather(1, token_ids[:, None]).sum()))
+    return torch.tensor(scores, dtype=torch.float64)
+
+
+def text_preference(loaded: LoadedModel, samples: Sequence[Sample]) -> torch.Tensor:
+    """``[n]`` bool per conflict sample: True where the caption's answer is the more likely one."""
+    conflict = [s for s in samples if s.conflicting_caption and s.answer and s.caption_answer]
+    if not conflict:
+        raise ValueError("no conflict samples (conflicting_caption, answer and caption_answer all set)")
+    image_true = answer_log_likelihoods(loaded, conflict, [s.answer for s in conflict])
+    text_true = answer_log_likelihoods(loaded, conflict, [s.caption_answer for s in conflict])
+    return text_true > image_true
+
+
+def text_preference_estimate(loaded: LoadedModel, samples: Sequence[Sample], n_bootstrap: int = 200,
+                             seed: int = 0) -> Estimate:
+    """``text_preference_rate`` with a bootstrap interval over samples."""
+    prefers_text = text_preference(loaded, samples).double()
+    weights = torch.cat([torch.ones(1, len(prefers_text), dtype=torch.float64),
+                         bootstrap_weights(len(prefers_text), n_bootstrap, seed)])
+    rates = (weights @ prefers_text) / weights.sum(1)
+    return with_interval(rates[0], rates[1:], bounds=(0.0, 1.0))
