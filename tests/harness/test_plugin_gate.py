@@ -140,3 +140,15 @@ def test_model_that_cannot_load_ends_the_run_at_collection(gate, pytester):
     result = gate(f"--model={pytester.path / 'no-such-checkpoint'}")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*no-such-checkpoint: no such directory*", "*error during collection*"])
+
+
+def test_environment_drift_is_reported_and_fails_only_with_strict_env(gate, pytester):
+    drifted = pytester.makefile(".yaml", drifted=SEPARATION_RULES.replace(
+        "environment: {}", "environment: {torch: 0.0.1, transformers: 5.24.0, attn_implementation: sdpa}").replace(
+        "max: 0.3", "max: 10"))
+    relaxed = gate("--model=tiny-llava", "--layers=0", f"--thresholds={drifted}", "-k", "key_separation")
+    assert relaxed.ret == pytest.ExitCode.OK
+    relaxed.stdout.fnmatch_lines(["*environment drift: tiny-llava: torch: thresholds made with 0.0.1, running *"])
+    strict = gate("--model=tiny-llava", "--layers=0", f"--thresholds={drifted}", "-k", "key_separation", "--strict-env")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*environment drift (--strict-env: failing)*"])
