@@ -14,7 +14,7 @@ from bias_suite.benchmarks.rows import MCQ_INSTRUCTION
 
 from .files import WRITERS, png_bytes, to_dataset, write_jsonl, write_tsv
 
-datasets = pytest.importorskip("datasets")
+import datasets  # noqa: E402  (the test extra installs it; a missing one is an error, not a skip)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_tsv_row_with_a_short_image_cell_reuses_the_image_of_that_index(original
 
 
 def test_tsv_written_by_pandas_like_vlmevalkit_loads(original, tmp_path):
-    pandas = pytest.importorskip("pandas")
+    import pandas  # comes with datasets
     frame = pandas.DataFrame({
         "index": [0, 1], "question": ["Which colour?", "Which shape?"],
         "A": ["red", "circle"], "B": ["blue", "square"], "C": ["green", None], "answer": ["A", "B"],
