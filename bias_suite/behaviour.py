@@ -41,9 +41,11 @@ def answer_log_likelihoods(loaded: LoadedModel, samples: Sequence[Sample], answe
 
 def text_preference(loaded: LoadedModel, samples: Sequence[Sample]) -> torch.Tensor:
     """``[n]`` bool per conflict sample: True where the caption's answer is the more likely one."""
-    conflict = [s for s in samples if s.conflicting_caption and s.answer and s.caption_answer]
-    if not conflict:
-        raise ValueError("no conflict samples (conflicting_caption, answer and caption_answer all set)")
+    incomplete = [s.sample_id for s in samples if not (s.conflicting_caption and s.answer and s.caption_answer)]
+    if incomplete or not samples:
+        raise ValueError(f"text preference needs conflicting_caption, answer and caption_answer on every sample; "
+                         f"missing on {incomplete[:5] or 'all (no samples)'}")
+    conflict = list(samples)
     image_true = answer_log_likelihoods(loaded, conflict, [s.answer for s in conflict])
     text_true = answer_log_likelihoods(loaded, conflict, [s.caption_answer for s in conflict])
     return text_true > image_true

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
+from bias_suite.demo import DEMO_CHECKPOINTS
 from bias_suite.errors import ModelNotFoundError, NotImageTextToTextError
 from bias_suite.tiny import TINY_FAMILIES, ensure_checkpoint
 
@@ -77,6 +78,12 @@ def resolve_spec(spec: str, cache_dir: Path | None = None) -> ResolvedSpec:
     """Alias → built checkpoint directory; existing directory → itself; ``org/name`` → hub id."""
     if spec in TINY_FAMILIES:
         return ResolvedSpec("alias", str(ensure_checkpoint(spec, cache_dir)))
+    if spec in DEMO_CHECKPOINTS:
+        directory = DEMO_CHECKPOINTS[spec]
+        if not (directory / "config.json").is_file():
+            raise ModelNotFoundError(f"{spec}: the shipped checkpoint is missing from {directory}; "
+                                     "rebuild it with: python -m bias_suite.demo.train")
+        return ResolvedSpec("alias", str(directory))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -87,7 +94,7 @@ def resolve_spec(spec: str, cache_dir: Path | None = None) -> ResolvedSpec:
     if _HUB_ID.match(spec) and not spec.startswith((".", "~")):
         return ResolvedSpec("hub", spec)
     raise ModelNotFoundError(
-        f"{spec}: no such directory, not a built-in alias ({', '.join(TINY_FAMILIES)}), "
+        f"{spec}: no such directory, not a built-in alias ({', '.join([*DEMO_CHECKPOINTS, *TINY_FAMILIES])}), "
         "and not a hub id of the form org/name"
     )
 

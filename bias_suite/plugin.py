@@ -45,7 +45,9 @@ SESSION_STASH = pytest.StashKey["object"]()
 
 
 def default_model() -> str:
-    return "tiny-llava"
+    from bias_suite.demo import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 # --------------------------------------------------------------------------- option validators
