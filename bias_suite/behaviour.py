@@ -39,16 +39,22 @@ def answer_log_likelihoods(loaded: LoadedModel, samples: Sequence[Sample], answe
     return torch.tensor(scores, dtype=torch.float64)
 
 
-def text_preference(loaded: LoadedModel, samples: Sequence[Sample]) -> torch.Tensor:
-    """``[n]`` bool per conflict sample: True where the caption's answer is the more likely one."""
-    incomplete = [s.sample_id for s in samples if not (s.conflicting_caption and s.answer and s.caption_answer)]
-    if incomplete or not samples:
-        raise ValueError(f"text preference needs conflicting_caption, answer and caption_answer on every sample; "
-                         f"missing on {incomplete[:5] or 'all (no samples)'}")
-    conflict = list(samples)
-    image_true = answer_log_likelihoods(loaded, conflict, [s.answer for s in conflict])
-    text_true = answer_log_likelihoods(loaded, conflict, [s.caption_answer for s in conflict])
-    return text_true > image_true
+def text_preference(loaded: LoadedModel, samples: Sequence[Sample], batch_size: int = 8) -> torch.Tensor:
+    """``[n]`` bool per conflict sample: True where the caption's answer is the more likely one (a tie
+    counts as following the image). Every sample needs ``conflicting_caption``, ``answer`` and a
+    different ``caption_answer``."""
+    if not samples:
+        raise ValueError("no conflict samples to score")
+    for field in ("caption_answer", "conflicting_caption", "answer"):
+        incomplete = [s.sample_id for s in samples if not getattr(s, field)]
+        if incomplete:
+            raise ValueError(f"not conflict samples (no {field}): {', '.join(incomplete[:5])}")
+    same = [s.sample_id for s in samples if s.caption_answer == s.answer]
+    if same:
+        raise ValueError(f"caption_answer equals answer, so there is no conflict: {', '.join(same[:5])}")
+    scores = answer_log_likelihoods(loaded, [*samples, *samples], [*(s.caption_answer for s in samples),
+                                                                   *(s.answer for s in samples)], batch_size)
+    return scores[: len(samples)] > scores[len(samples):]
 
 
 def text_preference_estimate(loaded: LoadedModel, samples: Sequence[Sample], n_bootstrap: int = 200,

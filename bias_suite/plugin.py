@@ -40,7 +40,6 @@ DEFAULT_SAMPLES = 16
 REPORT_SUFFIXES = (".md", ".json", ".html")
 GATE_MARKER = "bias_gate"
 
-CARD_STASH = pytest.StashKey["ReportCardPlugin"]()
 SESSION_STASH = pytest.StashKey["object"]()
 
 
@@ -145,9 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
     if not hasattr(config, "workerinput"):
-        card_plugin = ReportCardPlugin(config)
-        config.stash[CARD_STASH] = card_plugin
-        config.pluginmanager.register(card_plugin, "bias_suite.report_card")
+        config.pluginmanager.register(ReportCardPlugin(config), "bias_suite.report_card")
 
 
 def default_thresholds(rootpath: Path) -> Path:

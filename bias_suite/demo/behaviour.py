@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bias_suite.behaviour import answer_log_likelihoods
+from bias_suite.behaviour import answer_log_likelihoods, text_preference
 from bias_suite.benchmarks.scenes import COLOUR_RGB, MAX_SHAPES, SLOT_CENTRES, number_word
 from bias_suite.inputs import Sample
 from bias_suite.loading import LoadedModel
@@ -85,14 +85,4 @@ def text_preference_rate(
     caption implies, ``answer`` what the image shows. A two-way choice: 0 means the model always
     sides with the image, 1 always with the text; ties count as siding with the image.
     """
-    answers = _answers_of(samples)
-    without = [sample.sample_id for sample in samples if sample.caption_answer is None]
-    if without:
-        raise ValueError(f"not conflict samples (no caption_answer): {', '.join(without[:5])}")
-    same = [sample.sample_id for sample in samples if sample.caption_answer == sample.answer]
-    if same:
-        raise ValueError(f"caption_answer equals answer, so there is no conflict: {', '.join(same[:5])}")
-    caption_answers = [sample.caption_answer for sample in samples]
-    scores = answer_log_likelihoods(loaded, [*samples, *samples], [*caption_answers, *answers], batch_size)
-    caption_scores, image_scores = scores[: len(samples)], scores[len(samples):]
-    return float((caption_scores > image_scores).double().mean())
+    return float(text_preference(loaded, samples, batch_size).double().mean())

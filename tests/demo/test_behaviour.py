@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bias_suite import behaviour as shared_behaviour
 from bias_suite.behaviour import answer_log_likelihoods
 from bias_suite.benchmarks import load_benchmark
 from bias_suite.demo import DEMO_CHECKPOINTS, behaviour
@@ -83,7 +84,9 @@ def test_batched_scores_equal_unpadded_scores_for_every_tiny_family(alias):
 
 
 def sample(sample_id: str, answer: str, caption_answer: str | None = None) -> Sample:
-    return Sample(sample_id, Image.new("RGB", (8, 8)), "What?", answer=answer, caption_answer=caption_answer)
+    caption = None if caption_answer is None else f"The caption says {caption_answer}."
+    return Sample(sample_id, Image.new("RGB", (8, 8)), "What?", answer=answer, conflicting_caption=caption,
+                  caption_answer=caption_answer)
 
 
 @pytest.fixture
@@ -95,6 +98,7 @@ def stub_scores(monkeypatch):
         return torch.tensor([table.get((s.sample_id, a), -10.0) for s, a in zip(samples, answers)], dtype=torch.float64)
 
     monkeypatch.setattr(behaviour, "answer_log_likelihoods", fake_scorer)
+    monkeypatch.setattr(shared_behaviour, "answer_log_likelihoods", fake_scorer)  # text_preference scores there
     return table
 
 
