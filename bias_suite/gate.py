@@ -12,33 +12,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from bias_suite.metrics import ATTENTION_METRICS, KEYSPACE_METRICS
-from bias_suite.metrics.attention_share import QUERY_SETS
+from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE, metric_names, spec_of
 
 STATUSES = ("pass", "warn", "fail", "error", "unchecked")
 SEVERITY = {"unchecked": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
-BEHAVIOUR_METRICS = ("text_preference_rate", "answer_accuracy")
 
-# Which direction means "more text bias" for every metric name a rule can gate.
-HIGHER_IS_WORSE = "higher_is_worse"
-LOWER_IS_WORSE = "lower_is_worse"
-_KEYSPACE_DIRECTIONS = {
-    "jsd": HIGHER_IS_WORSE, "jsd_proj": HIGHER_IS_WORSE, "auroc": HIGHER_IS_WORSE, "mmd2": HIGHER_IS_WORSE,
-    "mmd2_pvalue": LOWER_IS_WORSE, "intra_image": HIGHER_IS_WORSE, "intra_text": HIGHER_IS_WORSE,
-    "ratio": HIGHER_IS_WORSE, "centroid_cosine": LOWER_IS_WORSE, "norm_ratio": LOWER_IS_WORSE,
-    "frechet": HIGHER_IS_WORSE, "frechet_mean_share": HIGHER_IS_WORSE,
-}
-_ATTENTION_DIRECTIONS = {
-    "visual_share": LOWER_IS_WORSE, "visual_share_norm": LOWER_IS_WORSE, "visual_share_nosink": LOWER_IS_WORSE,
-    "logit_gap": HIGHER_IS_WORSE, "visual_heads_fraction": LOWER_IS_WORSE,
-}
-METRIC_DIRECTIONS: Mapping[str, str] = {
-    **_KEYSPACE_DIRECTIONS,
-    **{f"{name}.{query_set}": _ATTENTION_DIRECTIONS[name] for name in ATTENTION_METRICS for query_set in QUERY_SETS},
-    "text_preference_rate": HIGHER_IS_WORSE,
-    "answer_accuracy": LOWER_IS_WORSE,
-}
-assert set(_KEYSPACE_DIRECTIONS) == set(KEYSPACE_METRICS)
+# Which direction means "more text bias" for every metric name a row can carry (None: descriptive).
+METRIC_DIRECTIONS: Mapping[str, str | None] = {name: spec_of(name).direction for name in metric_names()}
 
 
 @dataclass(frozen=True)
@@ -90,11 +70,11 @@ class ResultRow:
 
 def judge(value: float, ci: tuple[float, float] | None, bound: Bound | None) -> str:
     """The gate status of one estimate against one bound (see module docstring)."""
+    if bound is None:
+        return "unchecked"  # nothing gates it (an undefined descriptive value is shown as such)
     finite = math.isfinite(value) and (ci is None or all(math.isfinite(x) for x in ci))
     if not finite:
         return "error"
-    if bound is None:
-        return "unchecked"
     if ci is None:
         return "fail" if bound.beyond(value) else "pass"
     nearest = ci[0] if bound.direction == HIGHER_IS_WORSE else ci[1]

@@ -1,22 +1,30 @@
-"""The numbers the gate stands on: key-space separation and attention share (DESIGN §1).
+"""The numbers the gate stands on: key-space separation and attention share.
 
-Pure torch/scipy/scikit-learn on captured tensors; nothing here imports transformers.
+Pure torch on captured tensors (CPU or CUDA); nothing here imports transformers.
 """
 
+from bias_suite.attention import RowShares
 from bias_suite.metrics.attention_share import (
-    ATTENTION_METRICS,
     AttentionResult,
-    RowShares,
-    capture_row_shares,
     query_positions,
     row_shares,
     summarise,
 )
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
-from bias_suite.metrics.keyspace import ESTIMATORS, KEYSPACE_METRICS, KeySpaceConfig, KeySpaceResult, keyspace_metrics
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
+from bias_suite.metrics.keyspace import KeySpaceConfig, KeySpaceResult, keyspace_metrics, keyspace_metrics_by_layer
+from bias_suite.metrics.registry import (
+    ATTENTION_METRICS,
+    BEHAVIOUR_METRICS,
+    ESTIMATORS,
+    KEYSPACE_METRICS,
+    METRICS,
+    MetricSpec,
+    spec_of,
+)
 
 __all__ = [
-    "ATTENTION_METRICS", "AttentionResult", "ESTIMATORS", "Estimate", "KEYSPACE_METRICS", "KeySpaceConfig",
-    "KeySpaceResult", "RowShares", "bootstrap_weights", "capture_row_shares", "keyspace_metrics",
-    "query_positions", "row_shares", "summarise", "with_interval",
+    "ATTENTION_METRICS", "AttentionResult", "BEHAVIOUR_METRICS", "ESTIMATORS", "Estimate", "KEYSPACE_METRICS",
+    "KeySpaceConfig", "KeySpaceResult", "METRICS", "MetricSpec", "RowShares", "bootstrap_weights",
+    "keyspace_metrics", "keyspace_metrics_by_layer", "query_positions", "row_shares",
+    "sample_flips", "spec_of", "summarise", "with_interval",
 ]

@@ -48,6 +48,17 @@ def bootstrap_weights(n_samples: int, n_replicates: int, seed: int) -> Tensor:
     return weights
 
 
+def sample_flips(n_samples: int, n_flips: int, seed: int) -> Tensor:
+    """Random modality swaps within samples for permutation tests: ``[n_flips, n_samples]`` int64 in {0, 1}.
+
+    Row ``r`` says, for each sample, whether its image and text blocks trade labels. Swapping labels
+    *within* a sample keeps one block of every sample in each set, so anything the two modalities of a
+    sample share (a per-image offset) cancels exactly as it does in the observed statistic.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (n_flips, n_samples), generator=generator)
+
+
 def with_interval(
     value: float | Tensor,
     replicates: Tensor,

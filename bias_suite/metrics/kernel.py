@@ -1,11 +1,28 @@
-"""Kernel two-sample statistics (MMD²) computed from block sums of one Gaussian kernel matrix.
+"""Kernel two-sample statistics between the key distributions of samples and modalities.
 
-Tokens are grouped in blocks, one per (sample, modality). The ``n × n`` kernel is evaluated once per
-head, in row chunks, and immediately reduced to the ``[G, G]`` matrix of block sums. Every statistic
-below — the unbiased MMD², its permutation null, the split-half intra-modal baselines and all
-bootstrap replicates — is then a small weighted quadratic form in that matrix, so resampling and
-permuting whole samples costs nothing extra. A set of tokens is described by block multiplicities
-``a`` (``[R, G]``): 1 for a block in the set, 0 otherwise, or a bootstrap count.
+The population: a benchmark draws samples (an image with its prompt); sample ``s`` has an image-key
+distribution ``P_s^I`` and a text-key distribution ``P_s^T``. Every statistic here is built from
+mean Gaussian-kernel values between *blocks* (the tokens of one sample and modality) and estimates a
+population quantity whose expected value depends neither on the number of samples nor on how many
+tokens each sample keeps (the token cap):
+
+* ``K_AB`` = mean over pairs of distinct samples ``s ≠ s'`` of the mean kernel between block
+  ``(s, A)`` and block ``(s', B)``: ``E k(x, y)`` for keys of two independent samples.
+* ``W_A`` = mean over samples of the mean kernel between *distinct* tokens of block ``(s, A)``.
+* ``mmd2`` = ``K_II + K_TT − 2 K_IT``: squared MMD between the image-key and text-key distributions of
+  the benchmark (each a mixture over samples).
+* ``intra_image`` = ``2 (W_I − K_II)`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^I): how much the
+  image keys of two different images differ. ``intra_text`` likewise.
+* ``inter`` = ``W_I + W_T − 2 K_IT`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^T), and
+  ``ratio`` = ``inter / max(intra_image, intra_text)``: 1 when the modalities are exchangeable, large
+  when image keys of any image differ from text keys far more than images differ among themselves
+  (the paper's "orders of magnitude"). Undefined (NaN) when neither modality varies between samples.
+
+Mechanism: the ``n × n`` kernel of each head is evaluated once, in row chunks, and reduced to the
+``[G, G]`` matrix of block means (``G = 2 · n_samples``); bootstrap replicates (sample weights) and
+permutations (within-sample label swaps) are then small quadratic forms in that matrix. Pairs of the
+*same* sample never enter ``K``: tokens of one image are dependent, and a shared per-sample offset of
+both modalities must cancel.
 """
 
 from __future__ import annotations
@@ -13,88 +30,183 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-MMD_ESTIMATOR = "unbiased MMD² (U-statistic), Gaussian kernel, bandwidth σ = median pairwise distance of the pooled keys"
-MEDIAN_SUBSAMPLE = 2048  # pooled tokens beyond this: the median distance is taken on a seeded subsample
-CHUNK_ELEMENTS = 1 << 23  # kernel entries evaluated at once (32 MiB in float32)
+from bias_suite.metrics.layout import IMAGE, TEXT, TokenLayout
+
+MMD_ESTIMATOR = (
+    "MMD² between image and text keys, Gaussian kernel (σ² = ¼ median d²(image, image) + ½ median d²(image, "
+    "text) + ¼ median d²(text, text) over keys of different samples), U-statistic over pairs of distinct samples"
+)
+MEDIAN_TOKENS = 256  # per modality: beyond this the bandwidth is taken over a content-hashed subsample
+CHUNK_ELEMENTS = 1 << 25  # kernel entries evaluated at once (128 MiB in float32)
 
 
-def median_bandwidth(keys: Tensor, seed: int) -> float:
-    """σ² for ``exp(−|x − y|² / (2σ²))``: the median squared distance between distinct pooled keys.
-
-    keys: ``[n, d]``. All pairs when ``n ≤ 2048`` (exact and order-invariant), otherwise a seeded
-    subsample of 2048 keys.
-    """
-    if keys.shape[0] > MEDIAN_SUBSAMPLE:
-        generator = torch.Generator().manual_seed(seed)
-        keys = keys[torch.randperm(keys.shape[0], generator=generator)[:MEDIAN_SUBSAMPLE]]
-    squared = torch.cdist(keys.double(), keys.double()).square()
-    upper = torch.triu_indices(keys.shape[0], keys.shape[0], offset=1)
-    median = float(squared[upper[0], upper[1]].median()) if upper.shape[1] else 0.0
-    return median if median > 0 else 1.0
-
-
-def block_kernel_sums(keys: Tensor, token_block: Tensor, n_blocks: int, sigma2: float) -> Tensor:
-    """``Σ_{i∈g, j∈h} k(x_i, x_j)`` for every pair of blocks: ``[G, G]`` float64.
-
-    keys: ``[n, d]`` (centred by the caller so float32 distances lose nothing); token_block: ``[n]``.
-    """
-    keys = keys.float()
-    squared_norms = keys.square().sum(1)
-    sums = torch.zeros(n_blocks, n_blocks, dtype=torch.float64)
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, keys.shape[0]))
-    for start in range(0, keys.shape[0], rows_per_chunk):
-        rows = keys[start : start + rows_per_chunk]
-        distances = torch.addmm(squared_norms[None, :], rows, keys.T, alpha=-2.0)
-        distances += squared_norms[start : start + rows_per_chunk, None]
-        kernel = torch.exp(distances.clamp_min_(0.0).mul_(-0.5 / sigma2))
-        per_column_block = torch.zeros(rows.shape[0], n_blocks).index_add_(1, token_block, kernel)
-        sums.index_add_(0, token_block[start : start + rows_per_chunk], per_column_block.double())
-    return sums
-
-
-def mmd2_unbiased(block_sums: Tensor, block_sizes: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Unbiased MMD² between token sets ``a`` and ``b`` (``[R, G]`` block multiplicities).
-
-    Copies of a block drawn twice are distinct tokens; only a token paired with itself is left out
-    (its kernel value is 1). Returns ``[R]`` float64.
-    """
-    n_a, n_b = a @ block_sizes, b @ block_sizes
-    within_a = ((a @ block_sums) * a).sum(1) - n_a
-    within_b = ((b @ block_sums) * b).sum(1) - n_b
-    across = ((a @ block_sums) * b).sum(1)
-    return within_a / (n_a * (n_a - 1)) + within_b / (n_b * (n_b - 1)) - 2 * across / (n_a * n_b)
-
-
-def mmd2_biased(block_sums: Tensor, block_sizes: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """V-statistic MMD² (self-pairs included), ``[R]``: positive, with a noise floor of about
-    ``c · (1/n_a + 1/n_b)`` when both sets come from one distribution (``c = 1 − mean cross kernel``)."""
-    n_a, n_b = a @ block_sizes, b @ block_sizes
-    a_sums = a @ block_sums
-    return (a_sums * a).sum(1) / n_a**2 + ((b @ block_sums) * b).sum(1) / n_b**2 - 2 * (a_sums * b).sum(1) / (n_a * n_b)
-
-
-def mmd2_size_normalised(block_sums: Tensor, block_sizes: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """V-statistic MMD² divided by its size factor ``1/n_a + 1/n_b``, ``[R]``.
-
-    Under the null this is ≈ ``c`` whatever the set sizes, so an inter-modal value and intra-modal
-    baselines built from sets of different sizes (576 image tokens vs 40 text tokens per sample)
-    compare fairly: their ratio is ≈ 1 when the modalities do not differ.
-    """
-    n_a, n_b = a @ block_sizes, b @ block_sizes
-    return mmd2_biased(block_sums, block_sizes, a, b) / (1 / n_a + 1 / n_b)
-
-
-def permutation_sets(n_blocks_a: int, n_blocks: int, n_permutations: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Random relabellings of whole blocks: ``n_blocks_a`` of the ``n_blocks`` blocks go to set a.
-
-    Returns ``(a, b)`` indicator matrices ``[n_permutations, n_blocks]`` float64.
-    """
+def content_hash(keys: Tensor, seed: int) -> Tensor:
+    """A pseudo-random int64 per key, a function of its float32 bits and ``seed`` only (not of where the
+    token sits in the input): ``[P, n]``. Used to pick subsamples that do not depend on token order."""
+    bits = keys.float().contiguous().view(torch.int32).long() & 0xFFFFFFFF  # [P, n, d]
     generator = torch.Generator().manual_seed(seed)
-    ranks = torch.rand(n_permutations, n_blocks, generator=generator, dtype=torch.float64).argsort(1).argsort(1)
-    a = (ranks < n_blocks_a).to(torch.float64)
-    return a, 1.0 - a
+    multipliers = torch.randint(1, 2**31 - 1, (keys.shape[-1],), generator=generator, dtype=torch.int64) * 2 + 1
+    mixed = (bits * multipliers.to(keys.device)).sum(-1) & 0x7FFFFFFFFFFF  # [P, n]
+    for shift in (17, 31, 13):  # xorshift-multiply finaliser
+        mixed = (mixed ^ (mixed >> shift)) * 0x5BD1E995 & 0x7FFFFFFFFFFF
+    return mixed
+
+
+def bandwidth_subsample(keys: Tensor, layout: TokenLayout, seed: int) -> Tensor:
+    """Sorted-token indices each problem's bandwidth is taken over: every token of a modality that has at
+    most :data:`MEDIAN_TOKENS`, else the :data:`MEDIAN_TOKENS` with the lowest :func:`content_hash` (so
+    the choice depends neither on token order nor on which modality is called "image").
+    keys: ``[P, n, d]`` (uncentred); returns ``[P, m]`` int64 (image tokens first)."""
+    is_image = layout.is_image.to(keys.device)
+    priority = content_hash(keys, seed)
+    chosen = []
+    for modality in (is_image, ~is_image):
+        count = int(modality.sum())
+        if count <= MEDIAN_TOKENS:
+            chosen.append(modality.nonzero().flatten()[None].expand(keys.shape[0], -1))
+        else:
+            ranked = torch.where(modality, priority, torch.full_like(priority, 2**62)).argsort(dim=1, stable=True)
+            chosen.append(ranked[:, :MEDIAN_TOKENS].sort(dim=1).values)
+    return torch.cat(chosen, dim=1)
+
+
+def median_bandwidth(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: int) -> Tensor:
+    """σ² per problem for ``exp(−|x − y|² / (2σ²))``: class-balanced median heuristic over keys of
+    *different* samples, ``¼ med(d²_II) + ½ med(d²_IT) + ¼ med(d²_TT)`` (image–image, image–text and
+    text–text pairs), so neither the token cap nor the modalities' token counts move it. keys (for the
+    subsample) and centred (for the distances): ``[P, n, d]`` in block order. Returns ``[P]`` float64."""
+    index = bandwidth_subsample(keys, layout, seed)  # [P, m]
+    chosen = centred.float().gather(1, index[..., None].expand(-1, -1, centred.shape[-1]))
+    device = keys.device
+    samples = layout.token_sample.to(device)[index]  # [P, m]
+    image = layout.is_image.to(device)[index]
+    norms = chosen.square().sum(-1)
+    squared = (norms[:, :, None] + norms[:, None, :] - 2 * chosen @ chosen.transpose(1, 2)).clamp_min(0)  # [P, m, m]
+    n_image = int(image[0].sum())  # the subsample lists image tokens first, the same count for every problem
+    blocks = {"II": (slice(None, n_image), slice(None, n_image)), "IT": (slice(None, n_image), slice(n_image, None)),
+              "TT": (slice(n_image, None), slice(n_image, None))}
+    sigma2 = torch.zeros(keys.shape[0], dtype=torch.float64, device=device)
+    for kind, mass in (("II", 0.25), ("IT", 0.5), ("TT", 0.25)):
+        rows, columns = blocks[kind]
+        values = squared[:, rows, columns]
+        distinct = samples[:, rows, None] != samples[:, None, columns]
+        if kind != "IT":  # each unordered pair once
+            distinct = distinct & torch.ones_like(distinct[0]).triu(1)
+        pairs = torch.where(distinct, values, torch.full_like(values, float("nan"))).flatten(1)
+        median = pairs.nanmedian(dim=1).values.double()
+        sigma2 += mass * torch.nan_to_num(median, nan=0.0)
+    return torch.where(torch.isfinite(sigma2) & (sigma2 > 0), sigma2, torch.ones_like(sigma2))
+
+
+def block_kernel_means(keys: Tensor, layout: TokenLayout, sigma2: Tensor) -> Tensor:
+    """Mean kernel value between every pair of blocks: ``[P, G, G]`` float64.
+
+    Off the diagonal: the mean over all token pairs of the two blocks. On the diagonal: the mean over
+    pairs of *distinct* tokens of the block (a U-statistic; NaN when the block has fewer than 2 tokens).
+    Empty blocks give NaN. keys: ``[P, n, d]`` in block order, centred by the caller (so float32
+    distances lose nothing); sigma2: ``[P]``.
+    """
+    n_problems, n_tokens, _ = keys.shape
+    keys = keys.float()
+    device = keys.device
+    blocks = layout.token_block.to(device)
+    onehot = torch.nn.functional.one_hot(blocks, layout.n_blocks).float()  # [n, G]
+    # One matmul gives the exponent: [x, −½|x|², 1] · [y, 1, −½|y|²] / σ² = −|x − y|² / (2σ²).
+    half_norms = -0.5 * keys.square().sum(-1, keepdim=True)  # [P, n, 1]
+    ones = torch.ones_like(half_norms)
+    rows_side = torch.cat([keys, half_norms, ones], dim=-1) / sigma2.float()[:, None, None]
+    columns_side = torch.cat([keys, ones, half_norms], dim=-1).transpose(1, 2)  # [P, d + 2, n]
+    sums = torch.zeros(n_problems, layout.n_blocks, layout.n_blocks, dtype=torch.float64, device=device)
+    self_sums = torch.zeros(n_problems, layout.n_blocks, dtype=torch.float64, device=device)
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, n_problems * n_tokens))
+    for start in range(0, n_tokens, rows_per_chunk):
+        stop = min(n_tokens, start + rows_per_chunk)
+        kernel = torch.bmm(rows_side[:, start:stop], columns_side).clamp_max_(0.0).exp_()  # [P, rows, n]
+        per_column_block = kernel @ onehot  # [P, rows, G]
+        sums += (onehot[start:stop].T @ per_column_block).double()
+        diagonal = torch.diagonal(kernel, offset=start, dim1=1, dim2=2)  # k(x_i, x_i) of these rows
+        self_sums.index_add_(1, blocks[start:stop], diagonal.double())
+    sizes = layout.block_sizes.to(device)
+    means = sums / (sizes[:, None] * sizes[None, :])
+    within = (torch.diagonal(sums, dim1=1, dim2=2) - self_sums) / (sizes * (sizes - 1))
+    means.diagonal(dim1=1, dim2=2).copy_(torch.where(sizes > 1, within, torch.full_like(within, float("nan"))))
+    return means
+
+
+def _pair_mean(block_means: Tensor, weights_a: Tensor, weights_b: Tensor) -> Tensor:
+    """Weighted mean over pairs of distinct samples of the block means between set A and set B.
+
+    block_means: ``[P, S, 2, S, 2]`` (NaN-free); weights_a/b: ``[Q, S, 2]``, a sample's weight on the
+    block (modality) it contributes to the set (0 elsewhere). Returns ``[Q, P]``.
+    """
+    total = torch.einsum("qxa,pxayb,qyb->qp", weights_a, block_means, weights_b)
+    same_sample = torch.diagonal(block_means, dim1=1, dim2=3).permute(0, 3, 1, 2)  # [P, S, 2, 2]
+    total = total - torch.einsum("qxa,pxab,qxb->qp", weights_a, same_sample, weights_b)
+    per_sample_a, per_sample_b = weights_a.sum(2), weights_b.sum(2)  # [Q, S]
+    norm = per_sample_a.sum(1) * per_sample_b.sum(1) - (per_sample_a * per_sample_b).sum(1)
+    return total / norm[:, None]
+
+
+def _within_mean(block_means: Tensor, present: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean over samples of the within-block U-means of set A: ``[Q, P]``.
+
+    present: ``[S, 2]`` bool, blocks with at least 2 tokens; weights: ``[Q, S, 2]`` as in :func:`_pair_mean`."""
+    within = torch.diagonal(block_means, dim1=1, dim2=3).diagonal(dim1=1, dim2=2)  # [P, S, 2]
+    usable = weights * present
+    return torch.einsum("qxa,pxa->qp", usable, torch.nan_to_num(within)) / usable.sum((1, 2))[:, None]
+
+
+def _as_five_d(block_means: Tensor, n_samples: int) -> Tensor:
+    return torch.nan_to_num(block_means).view(block_means.shape[0], n_samples, 2, n_samples, 2)
+
+
+def kernel_statistics(block_means: Tensor, layout: TokenLayout, sample_weights: Tensor) -> dict[str, Tensor]:
+    """``mmd2``, ``intra_image``, ``intra_text``, ``inter``, ``ratio`` for each row of ``sample_weights``
+    (``[R, S]`` multiplicities; a row of ones is the data as observed). Returns ``[R, P]`` tensors."""
+    device = block_means.device
+    means = _as_five_d(block_means, layout.n_samples)
+    sizes = layout.sizes.to(device)
+    weights = sample_weights.to(device)
+    image = torch.zeros(1, layout.n_samples, 2, dtype=torch.float64, device=device)
+    image[..., IMAGE] = 1.0
+    text = 1.0 - image
+    image_weights = weights[:, :, None] * image * (sizes > 0)
+    text_weights = weights[:, :, None] * text * (sizes > 0)
+    k_ii = _pair_mean(means, image_weights, image_weights)
+    k_tt = _pair_mean(means, text_weights, text_weights)
+    k_it = _pair_mean(means, image_weights, text_weights)
+    w_i = _within_mean(means, sizes > 1, image_weights)
+    w_t = _within_mean(means, sizes > 1, text_weights)
+    intra_image, intra_text = 2 * (w_i - k_ii), 2 * (w_t - k_tt)
+    inter = w_i + w_t - 2 * k_it
+    largest_intra = torch.maximum(intra_image, intra_text)
+    ratio = torch.where(largest_intra > 0, inter.clamp_min(0) / largest_intra, torch.full_like(inter, float("nan")))
+    return {"mmd2": k_ii + k_tt - 2 * k_it, "intra_image": intra_image, "intra_text": intra_text,
+            "inter": inter, "ratio": ratio}
+
+
+def flipped_mmd2(block_means: Tensor, layout: TokenLayout, flips: Tensor) -> Tensor:
+    """``mmd2`` with the image and text labels swapped inside the samples ``flips`` marks:
+    ``[n_flips, P]``. flips: ``[n_flips, S]`` in {0, 1}. Samples that lack one modality are never
+    swapped (their only block stays where it is)."""
+    device = block_means.device
+    means = _as_five_d(block_means, layout.n_samples)
+    present = (layout.sizes > 0).to(device)  # [S, 2]
+    swappable = present.all(1)
+    swap = flips.to(device).bool() & swappable
+    a_modality = torch.where(swap, TEXT, IMAGE)  # [F, S]
+    weights_a = torch.nn.functional.one_hot(a_modality, 2).double() * present
+    weights_b = torch.nn.functional.one_hot(1 - a_modality, 2).double() * present
+    return (_pair_mean(means, weights_a, weights_a) + _pair_mean(means, weights_b, weights_b)
+            - 2 * _pair_mean(means, weights_a, weights_b))
+
+
+TIE_TOLERANCE = 1e-6  # relative: the float32 kernel cannot order values closer than this
 
 
 def permutation_pvalue(observed: Tensor, null: Tensor) -> Tensor:
-    """``(1 + #{null ≥ observed}) / (1 + n_permutations)``; observed ``[H]``, null ``[P, H]``."""
-    return (1 + (null >= observed[None, :] - 1e-12 * observed.abs()[None, :]).sum(0)) / (1 + null.shape[0])
+    """``(1 + #{null ≥ observed}) / (1 + n_permutations)``; observed ``[P]``, null ``[F, P]``. Values within
+    rounding of the observed one count as ties (swapping every sample's labels reproduces it exactly)."""
+    slack = TIE_TOLERANCE * observed.abs() + 1e-12
+    exceed = (null >= (observed - slack)[None, :]).sum(0).double()
+    return (1 + exceed) / (1 + null.shape[0])

@@ -1,166 +1,267 @@
 """A straightforward scikit-learn / scipy / numpy implementation of the key-space statistics.
 
-Same definitions as :mod:`bias_suite.metrics.keyspace` (same folds, bootstrap draws, permutations and
-half-splits), written the obvious way: one scikit-learn fit per fold and head, scipy ``cdist`` in
-float64, ``scipy.linalg.sqrtm`` and a Python loop per bootstrap replicate and permutation. It exists
-to check the fast implementation (tests, ``python -m bias_suite bench``), not to be used.
+Same definitions as :mod:`bias_suite.metrics.keyspace` (same folds, bootstrap draws, label swaps and
+bandwidth subsample), written the obvious way: one head at a time, scikit-learn's
+``LinearDiscriminantAnalysis`` and ``LogisticRegression`` for every fit, scipy ``cdist`` for the kernel
+in float64, ``scipy.linalg.sqrtm`` for the Fréchet terms, ``numpy.histogram2d`` for the projection and
+a Python loop over every bootstrap replicate and permutation. It exists to check the fast
+implementation (tests, ``python -m bias_suite bench``), not to be used.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+import warnings
 
 import numpy as np
-import torch
 import scipy.linalg
-from scipy.spatial.distance import cdist
+import torch
+from scipy.spatial.distance import cdist, jensenshannon
 from scipy.special import log_expit
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from bias_suite.metrics import classifier, kernel, moments
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
-from bias_suite.metrics.keyspace import KEYSPACE_METRICS, N_SPLITS, RANGES, KeySpaceConfig, _sample_codes
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
+from bias_suite.metrics.keyspace import KeySpaceConfig
+from bias_suite.metrics.layout import TokenLayout
+from bias_suite.metrics.registry import KEYSPACE_METRICS, METRICS
 
 
-def reference_keyspace_metrics(image_keys, image_samples, text_keys, text_samples, config: KeySpaceConfig = KeySpaceConfig()):
-    """Per-head and pooled ``{metric: Estimate}`` dicts (same layout as ``keyspace_metrics``)."""
-    image_sample, text_sample, n_samples = _sample_codes(image_samples, text_samples)
+def reference_keyspace_metrics(image_keys, image_samples, text_keys, text_samples,
+                               config: KeySpaceConfig = KeySpaceConfig()) -> list[dict[str, Estimate]]:
+    """Per-head and pooled ``{metric: Estimate}`` dicts (same order as ``keyspace_metrics``)."""
+    layout = TokenLayout.of(image_samples, text_samples)
     image = np.asarray(image_keys, dtype=np.float64).reshape(image_keys.shape[0], -1, image_keys.shape[-1])
     text = np.asarray(text_keys, dtype=np.float64).reshape(text_keys.shape[0], -1, text_keys.shape[-1])
-    is_image = np.concatenate([np.ones(len(image), bool), np.zeros(len(text), bool)])
-    token_sample = np.concatenate([image_sample.numpy(), text_sample.numpy()])
-    token_block = 2 * token_sample + (~is_image)
-    order = np.argsort(token_block, kind="stable")
-    pooled = np.concatenate([image, text])[order]
-    is_image, token_sample, token_block = is_image[order], token_sample[order], token_block[order]
+    pooled = np.concatenate([image, text])[layout.order.numpy()]  # [n, H, d], block order
+    n_samples = layout.n_samples
     weights = np.concatenate([np.ones((1, n_samples)), bootstrap_weights(n_samples, config.n_bootstrap, config.seed).numpy()])
-
-    per_head = [_one_head(pooled[:, h], is_image, token_sample, token_block, n_samples, weights, config)
-                for h in range(pooled.shape[1])]
+    flips = sample_flips(n_samples, config.n_permutations, config.seed).numpy()
+    per_head = [_one_head(pooled[:, h], layout, weights, flips, config) for h in range(pooled.shape[1])]
     results = []
     for head in [*range(len(per_head)), None]:
         metrics = {}
         for name in KEYSPACE_METRICS:
-            column = np.mean([p[name] for p in per_head], axis=0) if head is None else per_head[head][name]
             if name == "mmd2_pvalue":
-                metrics[name] = Estimate(float(column[0]))
-            else:
-                metrics[name] = with_interval(column[0], torch.from_numpy(np.asarray(column[1:])),
-                                              bounds=RANGES.get(name, (-math.inf, math.inf)))
-        if head is None:
-            observed = np.mean([p["mmd2"][0] for p in per_head])
-            null = np.mean([p["_null"] for p in per_head], axis=0)
-            metrics["mmd2_pvalue"] = Estimate(float((1 + np.sum(null >= observed - 1e-12 * abs(observed))) / (1 + len(null))))
-        results.append(metrics)
+                continue
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every head stays NaN
+                column = np.nanmean([p[name] for p in per_head], axis=0) if head is None else per_head[head][name]
+            metrics[name] = with_interval(column[0], torch.from_numpy(np.asarray(column[1:], dtype=np.float64)),
+                                          bounds=METRICS[name].range)
+        observed = np.mean([p["mmd2"][0] for p in per_head]) if head is None else per_head[head]["mmd2"][0]
+        null = np.mean([p["_null"] for p in per_head], axis=0) if head is None else per_head[head]["_null"]
+        slack = kernel.TIE_TOLERANCE * abs(observed) + 1e-12
+        metrics["mmd2_pvalue"] = Estimate(float((1 + np.sum(null >= observed - slack)) / (1 + len(null))))
+        results.append({name: metrics[name] for name in KEYSPACE_METRICS})
     return results
 
 
-def _one_head(keys, is_image, token_sample, token_block, n_samples, weights, config):
+def _one_head(keys, layout: TokenLayout, weights, flips, config: KeySpaceConfig) -> dict[str, np.ndarray]:
     out = {}
-    # --- classifier: one scikit-learn fit per fold
+    is_image = layout.is_image.numpy()
+    token_sample = layout.token_sample.numpy()
+    n_samples = layout.n_samples
+    out.update(_classifier(keys, is_image, token_sample, n_samples, weights, config))
+    out.update(_kernel(keys, layout, weights, flips, config))
+    out.update(_moments(keys, is_image, token_sample, weights))
+    return out
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _classifier(keys, is_image, token_sample, n_samples, weights, config):
     n_folds = min(config.n_folds, n_samples)
     token_fold = classifier.sample_folds(n_samples, n_folds, config.seed).numpy()[token_sample]
-    features = keys - keys.mean(0)
-    features = features / np.sqrt((features**2).sum(1).mean())
+    labels = np.where(is_image, 1.0, -1.0)
+
+    def lda_scores(excluded, gamma, score_mask):
+        train = ~np.isin(token_fold, excluded)
+        model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=gamma, priors=[0.5, 0.5])
+        model.fit(keys[train], is_image[train])
+        return model.decision_function(keys[score_mask])
+
     logits = np.empty(len(keys))
-    for fold in range(n_folds):
-        train = token_fold != fold
-        model = LogisticRegression(C=1.0 / (classifier.L2 * train.sum()), class_weight="balanced", tol=1e-12, max_iter=10_000)
-        model.fit(features[train], is_image[train])
-        logits[~train] = model.decision_function(features[~train])
+    for outer in range(n_folds):
+        inside = token_fold == outer
+        outside = ~inside
+        balanced = np.where(is_image, 0.5 / (outside & is_image).sum(), 0.5 / (outside & ~is_image).sum()) * outside
+        best = None
+        for gamma in config.shrinkage:
+            inner = np.zeros(len(keys))
+            for other in range(n_folds):
+                if other != outer:
+                    mask = token_fold == other
+                    inner[mask] = lda_scores([outer, other], gamma, mask)
+            w = balanced[outside]
+            z = inner[outside]
+            y = is_image[outside]
+            m_image = np.average(z[y], weights=w[y])
+            m_text = np.average(z[~y], weights=w[~y])
+            v_image = np.average((z[y] - m_image) ** 2, weights=w[y])
+            v_text = np.average((z[~y] - m_text) ** 2, weights=w[~y])
+            separation = (m_image - m_text) ** 2 / (0.5 * (v_image + v_text))
+            if best is None or separation > best[0]:
+                best = (separation, gamma, z, w, y)
+        _, gamma, z, w, y = best
+        centre = np.sum(w * z)
+        spread = np.sqrt(np.sum(w * (z - centre) ** 2))
+        calibration = LogisticRegression(C=1.0 / classifier.CALIBRATION_L2, tol=1e-14, max_iter=100_000)
+        calibration.fit(((z - centre) / spread)[:, None], y, sample_weight=w)
+        outer_scores = lda_scores([outer], gamma, inside)
+        logits[inside] = calibration.decision_function(((outer_scores - centre) / spread)[:, None])
+    logits = np.clip(logits, -classifier.LOGIT_CAP, classifier.LOGIT_CAP)
     bits = -np.where(is_image, log_expit(logits), log_expit(-logits)) / np.log(2)
     jsd, auc = [], []
-    for w in weights:
-        token_weight = w[token_sample]
-        ce = 0.5 * np.average(bits[is_image], weights=token_weight[is_image]) + 0.5 * np.average(bits[~is_image], weights=token_weight[~is_image])
+    for row in weights:
+        token_weight = row[token_sample]
+        ce = 0.5 * np.average(bits[is_image], weights=token_weight[is_image]) \
+            + 0.5 * np.average(bits[~is_image], weights=token_weight[~is_image])
         jsd.append(max(0.0, 1 - ce))
-        auc.append(roc_auc_score(is_image, logits, sample_weight=token_weight))
-    out["jsd"], out["auroc"] = np.array(jsd), np.array(auc)
+        auc.append(_weighted_auroc(logits, is_image, token_weight))
+    return {"jsd": np.array(jsd), "auroc": np.array(auc)}
 
-    # --- kernel statistics from the float64 token kernel
+
+def _weighted_auroc(scores, is_image, token_weight):
+    """Σ over (image, text) token pairs of weight products × [image beats text] (+½ ties) / Σ weights."""
+    image, text = scores[is_image], scores[~is_image]
+    wi, wt = token_weight[is_image], token_weight[~is_image]
+    beats = (image[:, None] > text[None, :]) + 0.5 * (image[:, None] == text[None, :])
+    return float(wi @ beats @ wt / (wi.sum() * wt.sum()))
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def _kernel(keys, layout: TokenLayout, weights, flips, config):
     centred = keys - keys.mean(0)
-    sigma2 = kernel.median_bandwidth(torch.from_numpy(centred), config.seed)
+    subsample = kernel.bandwidth_subsample(torch.from_numpy(keys).float()[None], layout, config.seed)[0].numpy()
+    chosen = centred[subsample]
+    chosen_sample = layout.token_sample.numpy()[subsample]
+    chosen_image = layout.is_image.numpy()[subsample]
+    distances = cdist(chosen, chosen, "sqeuclidean")
+    kinds = {0: [], 1: [], 2: []}
+    for i, j in itertools.combinations(range(len(chosen)), 2):
+        if chosen_sample[i] != chosen_sample[j]:
+            kinds[int(chosen_image[i]) + int(chosen_image[j])].append(distances[i, j])
+
+    def lower_median(values):
+        return np.sort(values)[(len(values) - 1) // 2] if values else 0.0
+
+    sigma2 = 0.25 * lower_median(kinds[2]) + 0.5 * lower_median(kinds[1]) + 0.25 * lower_median(kinds[0])
+    sigma2 = sigma2 if sigma2 > 0 else 1.0
     gram = np.exp(-cdist(centred, centred, "sqeuclidean") / (2 * sigma2))
-    n_blocks = 2 * n_samples
-    sizes = np.bincount(token_block, minlength=n_blocks).astype(float)
-    starts = np.flatnonzero(np.r_[True, np.diff(token_block) != 0])  # tokens are sorted by block
-    present_blocks = token_block[starts]
-    sums = np.zeros((n_blocks, n_blocks))
-    sums[np.ix_(present_blocks, present_blocks)] = np.add.reduceat(np.add.reduceat(gram, starts, axis=0), starts, axis=1)
-    image_blocks = (np.arange(n_blocks) % 2 == 0) & (sizes > 0)
-    text_blocks = (np.arange(n_blocks) % 2 == 1) & (sizes > 0)
+    token_block = layout.token_block.numpy()
+    n_samples = layout.n_samples
 
-    @np.errstate(divide="ignore", invalid="ignore")  # a bootstrap draw may leave a half-split empty: NaN
-    def unbiased(a, b):
-        na, nb = a @ sizes, b @ sizes
-        return (a @ sums @ a - na) / (na * (na - 1)) + (b @ sums @ b - nb) / (nb * (nb - 1)) - 2 * (a @ sums @ b) / (na * nb)
+    def block(sample, modality):
+        return np.flatnonzero(token_block == 2 * sample + modality)
 
-    @np.errstate(divide="ignore", invalid="ignore")
-    def size_normalised(a, b):
-        na, nb = a @ sizes, b @ sizes
-        v = a @ sums @ a / na**2 + b @ sums @ b / nb**2 - 2 * a @ sums @ b / (na * nb)
-        return v / (1 / na + 1 / nb)
+    def mean_between(a, b):
+        return gram[np.ix_(a, b)].mean()
 
-    out["mmd2"] = np.array([unbiased(np.repeat(w, 2) * image_blocks, np.repeat(w, 2) * text_blocks) for w in weights])
-    present = np.flatnonzero(sizes > 0)
-    perm_a, _ = kernel.permutation_sets(int(image_blocks.sum()), len(present), config.n_permutations, config.seed)
-    null = []
-    for labels in perm_a.numpy():
-        a = np.zeros(n_blocks)
-        a[present] = labels
-        b = np.zeros(n_blocks)
-        b[present] = 1 - labels
-        null.append(unbiased(a, b))
-    out["_null"] = np.array(null)
-    out["mmd2_pvalue"] = np.full(len(weights), (1 + np.sum(out["_null"] >= out["mmd2"][0] - 1e-12 * abs(out["mmd2"][0]))) / (1 + len(null)))
+    def mean_within(a):
+        sub = gram[np.ix_(a, a)]
+        return (sub.sum() - np.trace(sub)) / (len(a) * (len(a) - 1))
 
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    splits = []
-    for _ in range(N_SPLITS):
-        in_a = np.zeros(n_samples)
-        in_a[torch.randperm(n_samples, generator=generator)[: n_samples // 2].numpy()] = 1.0
-        splits.append(in_a)
-    intra_image, intra_text, ratio = [], [], []
+    blocks = {(s, m): block(s, m) for s in range(n_samples) for m in (0, 1)}
+    cross = {(s, a, t, b): mean_between(blocks[s, a], blocks[t, b])
+             for s, t in itertools.permutations(range(n_samples), 2) for a in (0, 1) for b in (0, 1)}
+    within = {(s, m): mean_within(blocks[s, m]) for s in range(n_samples) for m in (0, 1)}
+
+    def pair_mean(weights_a, modality_a, weights_b, modality_b):
+        total = norm = 0.0
+        for s, t in itertools.permutations(range(n_samples), 2):
+            product = weights_a[s] * weights_b[t]
+            total += product * cross[s, modality_a[s], t, modality_b[t]]
+            norm += product
+        return total / norm
+
+    mmd2, intra_image, intra_text, inter, ratio = [], [], [], [], []
+    image_side, text_side = [0] * n_samples, [1] * n_samples
     for w in weights:
-        ii = it = inter = 0.0
-        for in_a in splits:
-            a, b = np.repeat(w * in_a, 2), np.repeat(w * (1 - in_a), 2)
-            ii += size_normalised(a * image_blocks, b * image_blocks) / N_SPLITS
-            it += size_normalised(a * text_blocks, b * text_blocks) / N_SPLITS
-            inter += 0.5 * (size_normalised(a * image_blocks, b * text_blocks) + size_normalised(b * image_blocks, a * text_blocks)) / N_SPLITS
-        intra_image.append(ii)
-        intra_text.append(it)
-        ratio.append(inter / max(ii, it))
-    out["intra_image"], out["intra_text"], out["ratio"] = map(np.array, (intra_image, intra_text, ratio))
+        k_ii = pair_mean(w, image_side, w, image_side)
+        k_tt = pair_mean(w, text_side, w, text_side)
+        k_it = pair_mean(w, image_side, w, text_side)
+        w_i = sum(w[s] * within[s, 0] for s in range(n_samples)) / w.sum()
+        w_t = sum(w[s] * within[s, 1] for s in range(n_samples)) / w.sum()
+        mmd2.append(k_ii + k_tt - 2 * k_it)
+        intra_image.append(2 * (w_i - k_ii))
+        intra_text.append(2 * (w_t - k_tt))
+        inter.append(w_i + w_t - 2 * k_it)
+        largest = max(intra_image[-1], intra_text[-1])
+        ratio.append(max(inter[-1], 0.0) / largest if largest > 0 else np.nan)
+    ones = np.ones(n_samples)
+    null = []
+    for flip in flips:
+        side_a = [int(f) for f in flip]
+        side_b = [1 - f for f in side_a]
+        null.append(pair_mean(ones, side_a, ones, side_a) + pair_mean(ones, side_b, ones, side_b)
+                    - 2 * pair_mean(ones, side_a, ones, side_b))
+    return {"mmd2": np.array(mmd2), "intra_image": np.array(intra_image), "intra_text": np.array(intra_text),
+            "inter": np.array(inter), "ratio": np.array(ratio), "_null": np.array(null)}
 
-    # --- moments, one replicate at a time
+
+# --------------------------------------------------------------------------- moments
+
+
+def _moments(keys, is_image, token_sample, weights):
     x_image, x_text = keys[is_image], keys[~is_image]
     s_image, s_text = token_sample[is_image], token_sample[~is_image]
-    pca_hist = _projection_reference(x_image, x_text)
-    cos, norms, fd, share, jsd_proj = [], [], [], [], []
+    cov_i, cov_t = np.cov(x_image.T, bias=True), np.cov(x_text.T, bias=True)
+    root = scipy.linalg.sqrtm(cov_i).real
+    product = root @ cov_t @ root
+    cross = np.trace(scipy.linalg.sqrtm(product).real)
+    inverse_root = np.linalg.pinv(root, rcond=1e-8)
+    grad_text = 0.5 * root @ np.linalg.pinv(scipy.linalg.sqrtm(product).real, rcond=1e-8) @ root
+    grad_image = 0.5 * inverse_root @ scipy.linalg.sqrtm(product).real @ inverse_root
+    linear_at_estimate = np.trace(grad_image @ cov_i) + np.trace(grad_text @ cov_t)
+    histogram = _projection_reference(x_image, x_text)
+    cos, norms, distance, share, jsd_proj = [], [], [], [], []
     for w in weights:
         wi, wt = w[s_image], w[s_text]
         mu_i, mu_t = np.average(x_image, axis=0, weights=wi), np.average(x_text, axis=0, weights=wt)
-        cov_i = np.cov(x_image.T, aweights=wi, bias=True)
-        cov_t = np.cov(x_text.T, aweights=wt, bias=True)
-        covmean = scipy.linalg.sqrtm(cov_i @ cov_t).real
+        ci = np.cov(x_image.T, aweights=wi, bias=True)
+        ct = np.cov(x_text.T, aweights=wt, bias=True)
+        cross_r = cross + np.trace(grad_image @ ci) + np.trace(grad_text @ ct) - linear_at_estimate
         mean_term = float(((mu_i - mu_t) ** 2).sum())
-        distance = max(mean_term + np.trace(cov_i) + np.trace(cov_t) - 2 * np.trace(covmean), 0.0)
-        fd.append(distance)
-        share.append(mean_term / distance)
-        cos.append(mu_i @ mu_t / (np.linalg.norm(mu_i) * np.linalg.norm(mu_t)))
-        norms.append(np.average(np.linalg.norm(x_image, axis=1), weights=wi) / np.average(np.linalg.norm(x_text, axis=1), weights=wt))
-        jsd_proj.append(pca_hist(wi, wt))
-    out.update(centroid_cosine=np.array(cos), norm_ratio=np.array(norms), frechet=np.array(fd),
-               frechet_mean_share=np.array(share), jsd_proj=np.array(jsd_proj))
-    return out
+        d = max(mean_term + np.trace(ci) + np.trace(ct) - 2 * cross_r, 0.0)
+        distance.append(d)
+        share.append(mean_term / d if d > 0 else np.nan)
+        cos.append(_centroid_cosine(x_image, s_image, x_text, s_text, w))
+        norms.append(np.average(np.linalg.norm(x_image, axis=1), weights=wi)
+                     / np.average(np.linalg.norm(x_text, axis=1), weights=wt))
+        jsd_proj.append(histogram(wi, wt))
+    jsd_proj = np.array(jsd_proj)
+    bias = jsd_proj[1:].mean() - jsd_proj[0]
+    return {"centroid_cosine": np.array(cos), "norm_ratio": np.array(norms), "frechet": np.array(distance),
+            "frechet_mean_share": np.array(share), "jsd_proj": np.clip(jsd_proj - bias, 0.0, None)}
+
+
+def _centroid_cosine(x_image, s_image, x_text, s_text, w):
+    samples = sorted(set(s_image) | set(s_text))
+    image_means = {s: x_image[s_image == s].mean(0) for s in samples if np.any(s_image == s)}
+    text_means = {s: x_text[s_text == s].mean(0) for s in samples if np.any(s_text == s)}
+
+    def dot(a, b):
+        total = norm = 0.0
+        for s, t in itertools.permutations(samples, 2):
+            if s in a and t in b:
+                total += w[s] * w[t] * float(a[s] @ b[t])
+                norm += w[s] * w[t]
+        return total / norm
+
+    denominator = np.sqrt(max(dot(image_means, image_means) * dot(text_means, text_means), 0.0))
+    return dot(image_means, text_means) / denominator if denominator > 0 else np.nan
 
 
 def _projection_reference(x_image, x_text):
     mu_i, mu_t = x_image.mean(0), x_text.mean(0)
     centre = (mu_i + mu_t) / 2
-    covariance = 0.5 * np.cov(x_image.T, bias=True) + 0.5 * np.cov(x_text.T, bias=True) + 0.25 * np.outer(mu_i - mu_t, mu_i - mu_t)
+    covariance = 0.5 * np.cov(x_image.T, bias=True) + 0.5 * np.cov(x_text.T, bias=True) \
+        + 0.25 * np.outer(mu_i - mu_t, mu_i - mu_t)
     plane = np.linalg.eigh(covariance)[1][:, -2:]
     xy_image, xy_text = (x_image - centre) @ plane, (x_text - centre) @ plane
     pooled = np.concatenate([xy_image, xy_text])
@@ -171,7 +272,6 @@ def _projection_reference(x_image, x_text):
     def js(wi, wt):
         p = np.histogram2d(*xy_image.T, bins=edges, weights=wi)[0].ravel()
         q = np.histogram2d(*xy_text.T, bins=edges, weights=wt)[0].ravel()
-        p, q = p / p.sum(), q / q.sum()
-        return float(scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2)
+        return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
 
     return js

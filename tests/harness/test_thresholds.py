@@ -38,9 +38,13 @@ def test_gate_passes_inside_the_bound_and_marks_ungated_metrics_unchecked():
 
 
 @pytest.mark.parametrize("value, ci", [(float("nan"), (0.1, 0.2)), (0.5, (float("nan"), 0.6)), (float("inf"), None)])
-def test_a_metric_that_could_not_be_computed_is_an_error_never_a_pass(value, ci):
+def test_a_gated_metric_that_could_not_be_computed_is_an_error_never_a_pass(value, ci):
     assert judge(value, ci, Bound(0.8, HIGHER_IS_WORSE)) == "error"
-    assert judge(value, ci, None) == "error"
+
+
+def test_an_undefined_metric_that_no_rule_gates_is_unchecked_not_an_error():
+    """e.g. ``ratio`` of a head where neither modality varies between samples: reported as undefined."""
+    assert judge(float("nan"), None, None) == "unchecked"
 
 
 def test_baseline_with_tolerance_becomes_a_bound_in_the_metric_direction(tmp_path):

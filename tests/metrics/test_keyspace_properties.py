@@ -14,12 +14,13 @@ ORDER_FREE = [name for name in KEYSPACE_METRICS if name != "mmd2_pvalue"]
 
 
 @PROPERTY
-@given(keysets(shift=0.0))
-def test_identical_distributions_show_no_separation(sets):
+@given(keysets(shift=0.0, shared_offset=True))
+def test_modalities_exchangeable_within_each_sample_show_no_separation(sets):
     metrics = sets.pooled()
     assert metrics["jsd"].value < 0.05
-    assert 0.2 < metrics["auroc"].value < 0.8
-    assert 0.4 < metrics["ratio"].value < 2.5
+    assert 0.25 < metrics["auroc"].value < 0.75
+    assert 0.6 < metrics["ratio"].value < 1.6
+    assert abs(metrics["mmd2"].value) < 0.05
     assert metrics["mmd2_pvalue"].value > 0.001
 
 
@@ -27,20 +28,20 @@ def test_identical_distributions_show_no_separation(sets):
 @given(keysets(shift=200.0))
 def test_disjoint_clusters_are_fully_separated(sets):
     metrics = sets.pooled()
-    assert metrics["jsd"].value > 0.98
-    assert metrics["jsd_proj"].value == pytest.approx(1.0)
+    assert metrics["jsd"].value > 0.999
+    assert metrics["jsd_proj"].value > 0.9
     assert metrics["auroc"].value == 1.0
     assert metrics["mmd2_pvalue"].value == pytest.approx(1 / (FAST.n_permutations + 1))
-    assert metrics["ratio"].value > 100
+    assert metrics["ratio"].value > 10  # bounded by how much the samples differ among themselves
 
 
 @PROPERTY
 @given(keysets(shift=1.0))
 def test_statistics_are_symmetric_in_the_two_modalities(sets):
     forward, backward = sets.pooled(), sets.swapped().pooled()
-    for name in ("jsd", "jsd_proj", "auroc", "mmd2", "ratio", "centroid_cosine", "frechet", "frechet_mean_share"):
-        assert backward[name].value == pytest.approx(forward[name].value, rel=1e-6, abs=1e-9), name
-    assert backward["intra_image"].value == pytest.approx(forward["intra_text"].value, rel=1e-6)
+    for name in ("jsd", "auroc", "mmd2", "inter", "ratio", "centroid_cosine", "frechet", "frechet_mean_share"):
+        assert backward[name].value == pytest.approx(forward[name].value, rel=1e-5, abs=1e-7), name
+    assert backward["intra_image"].value == pytest.approx(forward["intra_text"].value, rel=1e-5)
     assert backward["norm_ratio"].value == pytest.approx(1 / forward["norm_ratio"].value, rel=1e-6)
 
 
@@ -55,25 +56,26 @@ def test_statistics_do_not_depend_on_token_order(sets, random):
                           sets.text[text_order], tuple(sets.text_ids[i] for i in text_order))
     before, after = sets.pooled(), shuffled.pooled()
     for name in KEYSPACE_METRICS:
-        assert after[name].value == pytest.approx(before[name].value, rel=1e-6, abs=1e-9), name
+        assert after[name].value == pytest.approx(before[name].value, rel=1e-5, abs=1e-7), name
 
 
 @PROPERTY
 @given(keysets(shift=0.7), st.integers(0, 1000))
 def test_statistics_are_invariant_to_a_common_rotation(sets, seed):
     # jsd_proj is left out: when the top-2 principal components are (nearly) tied, the histogram
-    # plane is only defined up to a rotation within it.
+    # plane is only defined up to a rotation within it. centroid_cosine and norm_ratio are about the
+    # origin, which a rotation keeps.
     rotated = sets.transformed(random_rotation(sets.image.shape[-1], seed))
     before, after = sets.pooled(), rotated.pooled()
     for name in [n for n in ORDER_FREE if n != "jsd_proj"]:
-        assert after[name].value == pytest.approx(before[name].value, rel=1e-4, abs=1e-6), name
+        assert after[name].value == pytest.approx(before[name].value, rel=1e-4, abs=1e-5), name
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_separation_grows_as_one_cluster_moves_away(seed):
-    shifts = [0.0, 0.5, 1.0, 2.0, 4.0]
-    results = [make_keysets(seed, n_samples=12, dim=4, shift=shift).pooled() for shift in shifts]
-    for name in ("jsd", "mmd2", "auroc", "frechet"):
+    shifts = [0.0, 1.0, 2.0, 4.0, 8.0]
+    results = [make_keysets(seed, n_samples=12, dim=4, shift=shift, offset=0.3).pooled() for shift in shifts]
+    for name in ("jsd", "mmd2", "auroc", "ratio", "frechet"):
         values = [r[name].value for r in results]
-        assert all(b >= a - 0.02 * abs(a) - 1e-3 for a, b in zip(values, values[1:])), (name, values)
+        assert all(b >= a - 0.02 * abs(a) - 0.01 for a, b in zip(values, values[1:])), (name, values)
         assert values[-1] > values[0] + 0.1 * max(abs(values[-1]), 1e-3), (name, values)
