@@ -1,15 +1,36 @@
-"""Attention rows recomputed from captured post-RoPE queries and keys (no transformers import).
+"""Attention rows of chosen query positions and their summaries (no transformers import).
 
-Only the selected query rows are computed, never the full ``S × S`` matrix, in float32 whatever the
-model dtype. Causal masking is applied here: a query at position ``p`` sees keys ``0 … p`` (and, for a
-sliding-window layer of width ``w``, only keys ``j > p - w``). Padding is already gone from captured
-samples.
+Two callers share the arithmetic: capture reduces the rows of every chosen layer on the model's device
+inside the attention wrapper (batched, float32, the model's own mask), and library users recompute rows
+from captured post-RoPE queries and keys on the host (:func:`attention_rows`, :func:`row_shares` in
+:mod:`bias_suite.metrics`). Only the selected query rows are computed, never the full ``S × S`` matrix.
+
+Query head ``h`` reads KV head ``h // (n_heads / n_kv_heads)`` (GQA).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RowShares:
+    """Per query row and query head statistics, float32, each ``[..., n_rows, n_heads]``."""
+
+    visual_share: Tensor  # Σ attention on visible image keys
+    visual_share_norm: Tensor  # visual_share ÷ (visible image keys / visible keys)
+    visual_share_nosink: Tensor  # share with sink keys removed and the row renormalised
+    logit_gap: Tensor  # mean scaled q·k over visible text keys − over visible image keys
+
+    def select(self, rows: Tensor) -> "RowShares":
+        """The statistics of ``rows`` (indices along the row axis of unbatched statistics)."""
+        return RowShares(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+
+    def to(self, device: torch.device | str) -> "RowShares":
+        return RowShares(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
 
 
 def kv_head_for_query_head(n_heads: int, n_kv_heads: int) -> Tensor:
@@ -20,7 +41,8 @@ def kv_head_for_query_head(n_heads: int, n_kv_heads: int) -> Tensor:
 
 
 def visible_keys(query_positions: Tensor, n_tokens: int, sliding_window: int | None = None) -> Tensor:
-    """Causal visibility: ``[n_rows, n_tokens]`` bool, True where the key may be attended."""
+    """Causal visibility: ``[n_rows, n_tokens]`` bool, True where the key may be attended (a query at
+    position ``p`` sees keys ``0 … p``, and for a sliding-window layer of width ``w`` only keys ``> p − w``)."""
     key_positions = torch.arange(n_tokens, device=query_positions.device)
     visible = key_positions[None, :] <= query_positions[:, None]
     if sliding_window is not None:
@@ -28,26 +50,74 @@ def visible_keys(query_positions: Tensor, n_tokens: int, sliding_window: int | N
     return visible
 
 
+def scaled_scores(queries: Tensor, keys: Tensor, scaling: float, softcap: float | None = None) -> Tensor:
+    """``q·k · scaling`` (then ``softcap · tanh(·/softcap)`` when the model caps its logits), float32.
+
+    queries: ``[..., n_heads, n_rows, head_dim]``; keys: ``[..., n_kv_heads, n_tokens, head_dim]``.
+    Returns ``[..., n_rows, n_heads, n_tokens]``: one batched matmul per KV head group, no key copies.
+    """
+    *batch, n_heads, n_rows, head_dim = queries.shape
+    n_kv_heads, n_tokens = keys.shape[-3], keys.shape[-2]
+    kv_head_for_query_head(n_heads, n_kv_heads)  # validates the grouping
+    group = n_heads // n_kv_heads
+    grouped = queries.float().reshape(*batch, n_kv_heads, group * n_rows, head_dim)
+    scores = torch.matmul(grouped, keys.float().transpose(-1, -2)) * scaling  # [..., KV, G·R, n]
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
+    return scores.reshape(*batch, n_heads, n_rows, n_tokens).transpose(-3, -2)
+
+
+def row_statistics(scores: Tensor, visible: Tensor, image_mask: Tensor, sink_mask: Tensor) -> RowShares:
+    """The attention summaries of rows whose scaled scores are ``scores``.
+
+    scores: ``[..., n_rows, n_heads, n_tokens]`` float32; visible: ``[..., n_rows, n_tokens]`` bool, the
+    keys each row may attend (the model's mask); image_mask, sink_mask: ``[..., n_tokens]`` bool.
+    """
+    hidden = ~visible[..., None, :]
+    probabilities = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)
+    visible_image = (visible & image_mask[..., None, :]).float()  # [..., R, n]
+    visible_text = (visible & ~image_mask[..., None, :]).float()
+    share = torch.einsum("...rhn,...rn->...rh", probabilities, visible_image)
+    image_fraction = visible_image.sum(-1) / visible.float().sum(-1)  # [..., R]
+    kept = (~sink_mask).float()[..., None, :]
+    kept_mass = torch.einsum("...rhn,...rn->...rh", probabilities, kept.expand_as(visible_image))
+    share_nosink = torch.einsum("...rhn,...rn->...rh", probabilities, visible_image * kept) / kept_mass
+    finite = scores.masked_fill(hidden, 0.0)
+    text_mean = torch.einsum("...rhn,...rn->...rh", finite, visible_text) / visible_text.sum(-1)[..., None]
+    image_mean = torch.einsum("...rhn,...rn->...rh", finite, visible_image) / visible_image.sum(-1)[..., None]
+    return RowShares(share, share / image_fraction[..., None], share_nosink, text_mean - image_mean)
+
+
+def sink_mask(max_abs: Tensor, image_mask: Tensor, valid: Tensor, first_token: Tensor, massive_ratio: float) -> Tensor:
+    """Attention-sink tokens: the first real token, and every token whose input hidden state has a massive
+    activation — max |h| above ``massive_ratio`` × the median over the tokens **of its own modality**.
+
+    Comparing within a modality matters at layer 0, where image-token inputs (projector outputs) are often
+    ~100× larger than text embeddings: against one pooled median every image token would count as a sink.
+
+    max_abs: ``[B, S]``; image_mask, valid: ``[B, S]`` bool; first_token: ``[B]`` position of the first
+    real token. Returns ``[B, S]`` bool (False at padding).
+    """
+    sinks = torch.zeros_like(valid)
+    for modality in (image_mask & valid, ~image_mask & valid):
+        median = torch.where(modality, max_abs, torch.full_like(max_abs, float("nan"))).nanmedian(dim=-1).values
+        sinks |= modality & (max_abs > massive_ratio * median[:, None])
+    sinks.scatter_(1, first_token[:, None], True)
+    return sinks & valid
+
+
 def attention_logits(
     queries: Tensor, keys: Tensor, query_positions: Tensor, scaling: float, sliding_window: int | None = None
 ) -> Tensor:
-    """Scaled scores ``q·k · scaling`` with invisible keys set to ``-inf``.
+    """Scaled scores ``q·k · scaling`` with invisible keys (causal, sliding window) set to ``-inf``.
 
     queries: ``[n_rows, n_heads, head_dim]`` post-RoPE; keys: ``[n_tokens, n_kv_heads, head_dim]``
     post-RoPE; query_positions: ``[n_rows]`` token index of each query row.
     Returns ``[n_rows, n_heads, n_tokens]`` float32.
     """
-    n_rows, n_heads, head_dim = queries.shape
-    n_tokens, n_kv_heads = keys.shape[:2]
-    group = n_heads // n_kv_heads
-    kv_head_for_query_head(n_heads, n_kv_heads)  # validates the grouping
-    # Query head h = kv * group + g reads KV head kv: one batched matmul per KV head, no key copies.
-    grouped_queries = queries.float().reshape(n_rows, n_kv_heads, group, head_dim).permute(1, 0, 2, 3)
-    scores = torch.bmm(grouped_queries.reshape(n_kv_heads, n_rows * group, head_dim), keys.float().permute(1, 2, 0))
-    logits = scores.reshape(n_kv_heads, n_rows, group, n_tokens).permute(1, 0, 2, 3).reshape(n_rows, n_heads, n_tokens)
-    logits = logits * scaling
+    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)
     visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
-    return logits.masked_fill(~visible[:, None, :], float("-inf"))
+    return scores.masked_fill(~visible[:, None, :], float("-inf"))
 
 
 def attention_rows(

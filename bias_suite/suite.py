@@ -23,8 +23,7 @@ from bias_suite.metrics import (
     AttentionResult,
     KeySpaceConfig,
     KeySpaceResult,
-    capture_row_shares,
-    keyspace_metrics,
+    keyspace_metrics_by_layer,
     query_positions,
     summarise,
 )
@@ -78,6 +77,7 @@ class ModelUnderTest:
         self.loaded = load_model(spec, device=device or settings.device, dtype=settings.dtype,
                                  trust_remote_code=settings.trust_remote_code)
         self.geometry: DecoderGeometry = decoder_geometry(self.loaded.model)
+        self.statistics_device = next(self.loaded.model.parameters()).device
         self.layers = settings.layer_selector.resolve(self.geometry.n_layers, spec)
         self._measurements: dict[str, Measurement] = {}
 
@@ -115,22 +115,32 @@ class Measurement:
         return (capture.key_positions < capture.n_tokens - n_answer).nonzero().flatten()
 
     def keyspace(self, layer: int) -> tuple[KeySpaceResult, ...]:
-        """Key-space statistics of pre-RoPE keys at ``layer``: one result per KV head, then pooled."""
-        if layer not in self._keyspace:
-            parts = {True: ([], []), False: ([], [])}
-            for capture, n_answer in zip(self.captures, self.answer_tokens):
-                rows = self._prompt_key_rows(capture, n_answer)
-                keys = capture.layers[layer].pre_rope_keys[rows]
-                is_image = capture.image_mask[capture.key_positions[rows]]
-                for modality in (True, False):
-                    selected = keys[is_image == modality]
-                    parts[modality][0].append(selected)
-                    parts[modality][1].extend([capture.sample_id] * selected.shape[0])
-            self._keyspace[layer] = keyspace_metrics(
-                torch.cat(parts[True][0]), parts[True][1], torch.cat(parts[False][0]), parts[False][1],
-                self.model.settings.keyspace_config, layer=layer,
-            )
+        """Key-space statistics of pre-RoPE keys at ``layer``: one result per KV head, then pooled.
+
+        The first call computes every chosen layer at once, on the model's device (one batch of
+        independent head problems), so statistics never stall between one layer and the next."""
+        if not self._keyspace:
+            self._keyspace = self._all_keyspace()
         return self._keyspace[layer]
+
+    def _all_keyspace(self) -> dict[int, tuple[KeySpaceResult, ...]]:
+        device = self.model.statistics_device
+        image_ids: list[str] = []
+        text_ids: list[str] = []
+        selections = []
+        for capture, n_answer in zip(self.captures, self.answer_tokens):
+            rows = self._prompt_key_rows(capture, n_answer)
+            is_image = capture.image_mask[capture.key_positions[rows]]
+            selections.append((rows[is_image], rows[~is_image]))
+            image_ids.extend([capture.sample_id] * int(is_image.sum()))
+            text_ids.extend([capture.sample_id] * int((~is_image).sum()))
+        keys = {}
+        for layer in self.model.layers:
+            parts = [(capture.layers[layer].pre_rope_keys[image_rows], capture.layers[layer].pre_rope_keys[text_rows])
+                     for capture, (image_rows, text_rows) in zip(self.captures, selections)]
+            keys[layer] = (torch.cat([image for image, _ in parts]).to(device),
+                           torch.cat([text for _, text in parts]).to(device))
+        return keyspace_metrics_by_layer(keys, image_ids, text_ids, self.model.settings.keyspace_config)
 
     def attention(self, layer: int) -> dict[str, AttentionResult]:
         """Attention-share statistics at ``layer`` for each query set the benchmark supports."""
@@ -138,8 +148,7 @@ class Measurement:
             per_set: dict[str, list] = {}
             for capture, n_answer in zip(self.captures, self.answer_tokens):
                 for name, positions in query_positions(capture.image_mask, n_answer).items():
-                    per_set.setdefault(name, []).append(
-                        capture_row_shares(capture, layer, positions, self.model.geometry.scaling))
+                    per_set.setdefault(name, []).append(capture.row_shares_at(layer, positions))
             settings = self.model.settings
             self._attention[layer] = {name: summarise(shares, layer, name, settings.n_bootstrap, settings.seed)
                                       for name, shares in per_set.items()}

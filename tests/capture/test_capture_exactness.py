@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from bias_suite.attention import attention_rows
-from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, prefill_kwargs
+from bias_suite.attention import attention_rows, row_statistics
+from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, plan_batch, prefill_kwargs
 from bias_suite.inputs import encode_batch
 
 ALL_LAYERS = (0, 1, 2, 3)
@@ -17,6 +17,7 @@ def _encode(loaded, samples):
 
 def _capture(loaded, samples, **config):
     inputs = _encode(loaded, samples)
+    config = {"keep_post_rope": True, **config}
     result = capture_batch(
         loaded.model, inputs, [s.sample_id for s in samples], CaptureConfig(layers=ALL_LAYERS, **config)
     )
@@ -38,11 +39,11 @@ def test_logits_with_capture_equal_logits_without(alias, load_tiny, samples):
     loaded = load_tiny(alias)
     inputs = _encode(loaded, samples)
     kwargs = prefill_kwargs(loaded.model, inputs)
-    all_rows = [_valid_index(inputs, b) for b in range(len(samples))]
-    n_image_tokens = int((inputs["input_ids"] == image_token_id(loaded.model)).sum())
+    plan, *_ = plan_batch(loaded.model, inputs, [s.sample_id for s in samples],
+                          CaptureConfig(layers=ALL_LAYERS, query_rows="all", keep_post_rope=True))
     with torch.no_grad():
         without = loaded.model(**kwargs).logits
-        with attach_capture(loaded.model, ALL_LAYERS, all_rows, n_image_tokens):
+        with attach_capture(loaded.model, plan):
             with_capture = loaded.model(**kwargs).logits
     valid = inputs["attention_mask"].bool()
     torch.testing.assert_close(with_capture[valid], without[valid], atol=0, rtol=0)
@@ -93,8 +94,9 @@ def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples, t
             with torch.no_grad():
                 expected = decoder.layers[layer].self_attn.k_proj(normed_inputs[layer][b][index])
             expected = expected.reshape(-1, geometry.n_kv_heads, geometry.head_dim).float().cpu()
+            assert captured.pre_rope_keys.dtype == loaded.model.dtype  # kept in the model's dtype
             # The oracle's matmul has another shape than the batched one: equal up to rounding.
-            torch.testing.assert_close(captured.pre_rope_keys, expected, **tolerance)
+            torch.testing.assert_close(captured.pre_rope_keys.float(), expected, **tolerance)
 
 
 def test_attention_rows_equal_eager_output_attentions(alias, load_tiny, samples, tolerance):
@@ -113,6 +115,34 @@ def test_attention_rows_equal_eager_output_attentions(alias, load_tiny, samples,
                 captured.sliding_window,
             )
             torch.testing.assert_close(rows, expected[sample.query_positions], **tolerance)
+
+
+def test_summaries_reduced_on_the_device_equal_those_of_eager_attention_rows(alias, load_tiny, samples, tolerance):
+    """What capture keeps per row (visual share, share without sinks, logit gap) equals the same
+    statistics of the rows eager attention materialises (``output_attentions``), for every query row."""
+    inputs, result = _capture(load_tiny(alias), samples, query_rows="all", keep_post_rope=False)
+    eager = load_tiny(alias, attn_implementation="eager")
+    with torch.no_grad():
+        outputs = eager.model(**prefill_kwargs(eager.model, inputs), output_attentions=True)
+    for b, sample in enumerate(result.samples):
+        index = _valid_index(inputs, b)
+        for layer, captured in sample.layers.items():
+            probabilities = outputs.attentions[layer][b][:, index][:, :, index].transpose(0, 1).float().cpu()  # [R, H, n]
+            sinks = torch.zeros(sample.n_tokens, dtype=torch.bool)
+            sinks[captured.sink_positions] = True
+            image = sample.image_mask
+            share = (probabilities * image).sum(-1)
+            torch.testing.assert_close(captured.row_shares.visual_share, share, **tolerance)
+            kept = probabilities * ~sinks
+            nosink = (kept * image).sum(-1) / kept.sum(-1)
+            torch.testing.assert_close(captured.row_shares.visual_share_nosink, nosink, equal_nan=True, **tolerance)
+            # logit gap: log-probabilities differ from scaled scores by a per-row constant, which cancels
+            visible = probabilities > 0
+            log_p = probabilities.clamp_min(1e-30).log()
+            gap = ((log_p * (visible & ~image)).sum(-1) / (visible & ~image).sum(-1)
+                   - (log_p * (visible & image)).sum(-1) / (visible & image).sum(-1))
+            defined = torch.isfinite(gap)
+            torch.testing.assert_close(captured.row_shares.logit_gap[defined], gap[defined], atol=1e-3, rtol=1e-3)
 
 
 def test_batch_of_one_and_batch_of_n_give_the_same_keys(alias, load_tiny, samples, tolerance):

@@ -1,18 +1,22 @@
-"""Seeded per-modality token caps bound memory without depending on batch composition; sinks are found."""
+"""Seeded per-modality token caps bound memory without depending on batch composition; sinks are found
+within each modality; what a layer keeps does not grow with the sequence."""
 
 from __future__ import annotations
 
 import torch
 
-from bias_suite.capture import CaptureConfig, LayerCapture, SampleCapture, capture_batch
-from bias_suite.inputs import encode_batch
+from bias_suite.attention import sink_mask
+from bias_suite.capture import CaptureConfig, capture_batch
+from bias_suite.inputs import Sample, encode_batch
+from tests.conftest import make_samples
 
 CAP = 5
 
 
 def _capture(loaded, samples, **config):
     inputs = encode_batch(loaded.processor, samples, loaded.model.device, loaded.model.dtype)
-    return capture_batch(loaded.model, inputs, [s.sample_id for s in samples], CaptureConfig(layers=(1,), **config))
+    config = {"layers": (1,), **config}
+    return capture_batch(loaded.model, inputs, [s.sample_id for s in samples], CaptureConfig(**config))
 
 
 def test_cap_keeps_at_most_cap_tokens_per_modality(load_tiny, samples):
@@ -49,34 +53,44 @@ def test_query_rows_after_image_cover_the_question_and_the_last_position(load_ti
     for sample in result.samples:
         last_image = int(sample.image_mask.nonzero().max())
         assert torch.equal(sample.query_positions, torch.arange(last_image + 1, sample.n_tokens))
-        assert sample.layers[1].post_rope_queries.shape[0] == sample.query_positions.numel()
+        assert sample.layers[1].row_shares.visual_share.shape == (sample.query_positions.numel(), 4)
 
 
-def test_without_post_rope_keys_only_the_key_space_view_is_kept(load_tiny, samples):
-    result = _capture(load_tiny("tiny-llava"), samples, keep_post_rope_keys=False, query_rows="last")
+def test_by_default_only_capped_keys_and_row_summaries_are_kept(load_tiny, samples):
+    result = _capture(load_tiny("tiny-llava"), samples, query_rows="last")
     layer = result.samples[0].layers[1]
-    assert layer.post_rope_keys is None
-    assert layer.post_rope_queries.shape[0] == 1
+    assert layer.post_rope_keys is None and layer.post_rope_queries is None and layer.hidden_max_abs is None
+    assert layer.row_shares.visual_share.shape == (1, 4)
 
 
-def _sample_with_hidden_max_abs(values: list[float]) -> SampleCapture:
-    n_tokens = len(values)
-    layer = LayerCapture(
-        layer=0, pre_rope_keys=torch.zeros(n_tokens, 1, 2), post_rope_keys=None,
-        post_rope_queries=torch.zeros(1, 1, 2), hidden_max_abs=torch.tensor(values), sliding_window=None,
-    )
-    return SampleCapture(
-        sample_id="s", input_ids=torch.zeros(n_tokens, dtype=torch.long), image_mask=torch.zeros(n_tokens, dtype=torch.bool),
-        position_ids=torch.arange(n_tokens)[None], key_positions=torch.arange(n_tokens),
-        query_positions=torch.tensor([n_tokens - 1]), layers={0: layer},
-    )
+def test_kept_bytes_per_sample_and_layer_do_not_grow_with_the_sequence(load_tiny):
+    """The question is 10× longer in the second batch; what a layer keeps is the same size."""
+    loaded = load_tiny("tiny-llava")
+    short, long = make_samples(1)[0], make_samples(1)[0]
+    long = Sample(long.sample_id, long.image, " ".join([long.prompt] * 10))
+    sizes = []
+    for sample in (short, long):
+        result = _capture(loaded, [sample], max_tokens_per_modality=CAP, query_rows="last")
+        sizes.append(result.samples[0].layers[1].retained_bytes)
+        assert result.samples[0].n_tokens > 0
+    assert sizes[0] == sizes[1]
 
 
-def test_sinks_are_the_first_token_and_massive_activations():
-    sample = _sample_with_hidden_max_abs([1.0, 1.2, 0.9, 500.0, 1.1, 1.0])
-    assert sample.sink_positions(0).tolist() == [0, 3]
+def test_sinks_are_found_within_each_modality():
+    """Image inputs 100× larger than text embeddings (layer 0 of LLaVA) are not sinks; a text token and an
+    image token that stand out from their own modality are, and so is the first real token."""
+    max_abs = torch.tensor([[0.0, 1.0, 1.1, 100.0, 101.0, 99.0, 5000.0, 0.9, 40.0, 1.0]])
+    image = torch.tensor([[False, False, False, True, True, True, True, False, False, False]])
+    valid = torch.tensor([[False, True, True, True, True, True, True, True, True, True]])  # position 0 is padding
+    sinks = sink_mask(max_abs, image, valid, first_token=torch.tensor([1]), massive_ratio=20.0)
+    assert sinks[0].nonzero().flatten().tolist() == [1, 6, 8]
 
 
-def test_without_massive_activations_the_first_token_is_the_only_sink():
-    sample = _sample_with_hidden_max_abs([1.0, 1.2, 0.9, 1.5, 1.1])
-    assert sample.sink_positions(0).tolist() == [0]
+def test_layer_zero_of_a_llava_model_keeps_attention_after_removing_sinks(load_tiny, samples):
+    """Before sinks were found per modality, every image token of layer 0 was a sink on conflict
+    (256/256) and visual_share_nosink was exactly 0 for the demo models."""
+    result = _capture(load_tiny("tiny-llava"), samples, layers=(0,))
+    for sample in result.samples:
+        layer = sample.layers[0]
+        assert not sample.image_mask[layer.sink_positions].any()
+        assert float(layer.row_shares.visual_share_nosink.mean()) > 0
