@@ -18,7 +18,7 @@ from transformers import (
     LlavaProcessor,
 )
 
-from bias_suite.tiny.families import LLAVA_CHAT_TEMPLATE, TextSize, _llava_tokenizer
+from bias_suite.tiny.families import LLAVA_CHAT_TEMPLATE, TextSize, llava_tokenizer
 
 PATCH_SIZE = 14  # pixels
 
@@ -45,7 +45,7 @@ def build_demo_llava(shape: DemoShape) -> tuple[LlavaForConditionalGeneration, L
     """A freshly initialised model (draws from torch's global generator: seed before calling) and its processor."""
     if shape.image_size % PATCH_SIZE:
         raise ValueError(f"image_size must be a multiple of the patch size {PATCH_SIZE}, not {shape.image_size}")
-    tokenizer = _llava_tokenizer()
+    tokenizer = llava_tokenizer()
     vision = CLIPVisionConfig(
         hidden_size=shape.vision_hidden, intermediate_size=shape.vision_intermediate,
         num_hidden_layers=shape.vision_layers, num_attention_heads=shape.vision_heads,

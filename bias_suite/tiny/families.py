@@ -71,7 +71,8 @@ class TextSize:
     intermediate: int = 128
 
 
-def _llava_tokenizer():
+def llava_tokenizer():
+    """The built-in byte-level BPE tokenizer with LLaVA's special tokens, BOS prepended, chat template."""
     tokenizer = build_tokenizer(
         special_tokens={"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
         extra_special_tokens=["<image>"],
@@ -91,7 +92,7 @@ def build_llava(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreT
     ``image_size`` / 14 squared image tokens per image (CLS dropped, ``vision_feature_select_strategy
     = "default"``), e.g. 56 → 16 tokens, 336 → 576 tokens as in LLaVA-1.5.
     """
-    tokenizer = _llava_tokenizer()
+    tokenizer = llava_tokenizer()
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         image_size=image_size, patch_size=14, projection_dim=32,
@@ -109,18 +110,24 @@ def build_llava(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreT
         pad_token_id=tokenizer.pad_token_id,
     )
     model = AutoModelForImageTextToText.from_config(config)
+    return model, llava_processor(image_size, tokenizer)
+
+
+def llava_processor(image_size: int, tokenizer=None) -> LlavaProcessor:
+    """LLaVA-1.5's processor: CLIP resize and centre crop to ``image_size``, ``(image_size / 14)²`` image
+    tokens (CLS dropped), the built-in tokenizer and chat template."""
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
     )
-    processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+    return LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer or llava_tokenizer(), patch_size=14,
         vision_feature_select_strategy="default", num_additional_image_tokens=1,
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
-    return model, processor
 
 
-def _qwen_tokenizer():
+def qwen_tokenizer():
+    """The built-in tokenizer with Qwen's special tokens and chat template."""
     return build_tokenizer(
         special_tokens={"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
         extra_special_tokens=QWEN_SPECIAL_TOKENS,
@@ -128,16 +135,18 @@ def _qwen_tokenizer():
     )
 
 
-def _qwen_processor_parts(image_side: int):
-    """Image and video processors that resize every image to ``image_side`` squared pixels."""
-    pixels = image_side * image_side
-    return (
-        Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2),
-        Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2),
+def qwen_processor(processor_class: type, min_pixels: int, max_pixels: int, tokenizer=None) -> ProcessorMixin:
+    """A Qwen2-VL-family processor (``processor_class``) whose images are resized to between ``min_pixels``
+    and ``max_pixels`` (multiples of 28 per side, aspect kept); one image token per 28 × 28 pixels."""
+    sizes = dict(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
+    return processor_class(
+        image_processor=Qwen2VLImageProcessor(**sizes), video_processor=Qwen2VLVideoProcessor(**sizes),
+        tokenizer=tokenizer or qwen_tokenizer(), chat_template=QWEN_CHAT_TEMPLATE,
     )
 
 
 def _qwen_config_kwargs(tokenizer, text: TextSize) -> dict:
+    """Decoder and special-token settings of a tiny Qwen2-VL-family config."""
     head_dim = text.hidden // text.heads
     half = head_dim // 2
     # mRoPE splits the rotary frequencies into temporal / height / width sections.
@@ -162,7 +171,7 @@ def build_qwen2_5_vl(text: TextSize = TextSize(), image_side: int = 112) -> tupl
 
     ``(image_side / 28)²`` image tokens per image, e.g. 112 → 16.
     """
-    tokenizer = _qwen_tokenizer()
+    tokenizer = qwen_tokenizer()
     config = Qwen2_5_VLConfig(
         vision_config=dict(
             depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=text.hidden,
@@ -171,17 +180,12 @@ def build_qwen2_5_vl(text: TextSize = TextSize(), image_side: int = 112) -> tupl
         **_qwen_config_kwargs(tokenizer, text),
     )
     model = AutoModelForImageTextToText.from_config(config)
-    image_processor, video_processor = _qwen_processor_parts(image_side)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
-        chat_template=QWEN_CHAT_TEMPLATE,
-    )
-    return model, processor
+    return model, qwen_processor(Qwen2_5_VLProcessor, image_side**2, image_side**2, tokenizer)
 
 
 def build_qwen2_vl(text: TextSize = TextSize(), image_side: int = 112) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Qwen2-VL layout: full-attention ViT with patch merger → Qwen2 decoder with 3-D mRoPE (GQA)."""
-    tokenizer = _qwen_tokenizer()
+    tokenizer = qwen_tokenizer()
     config = Qwen2VLConfig(
         vision_config=dict(
             depth=2, embed_dim=32, hidden_size=text.hidden, num_heads=4, mlp_ratio=2,
@@ -190,12 +194,7 @@ def build_qwen2_vl(text: TextSize = TextSize(), image_side: int = 112) -> tuple[
         **_qwen_config_kwargs(tokenizer, text),
     )
     model = AutoModelForImageTextToText.from_config(config)
-    image_processor, video_processor = _qwen_processor_parts(image_side)
-    processor = Qwen2VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
-        chat_template=QWEN_CHAT_TEMPLATE,
-    )
-    return model, processor
+    return model, qwen_processor(Qwen2VLProcessor, image_side**2, image_side**2, tokenizer)
 
 
 @dataclass(frozen=True)
