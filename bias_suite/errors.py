@@ -33,3 +33,16 @@ class NonFiniteKeysError(BiasSuiteError):
 
 class CaptureError(BiasSuiteError):
     """Capture cannot do what was asked (unsupported attention feature, missing model input, ...)."""
+
+
+class IncompleteCheckpointError(BiasSuiteError):
+    """A checkpoint's weights do not cover the model: some are missing, unexpected or of the wrong shape, so
+    transformers would re-initialise them at random."""
+
+
+class CorruptCheckpointError(BiasSuiteError):
+    """A checkpoint's files are damaged or absent (a truncated weight file, a half-written cache directory)."""
+
+
+class SeedError(BiasSuiteError, ValueError):
+    """A seed is not an integer in [0, 2**32)."""

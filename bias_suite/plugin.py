@@ -53,9 +53,21 @@ def default_model() -> str:
 
 
 def _device_choice(value: str) -> str:
-    if value == "auto" or value == "cpu" or value.startswith("cuda"):
-        return value
-    raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
+    from bias_suite.loading import parse_device
+
+    try:
+        return parse_device(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seed_choice(value: str) -> int:
+    from bias_suite.benchmarks import validate_seed
+
+    try:
+        return validate_seed(int(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a seed: {error}") from None
 
 
 def _dtype_choice(value: str) -> str:
@@ -110,7 +122,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="NAME_OR_PATH", help=f"benchmark, repeatable (default: {', '.join(DEFAULT_BENCHMARKS)})")
     group.addoption(SAMPLES_OPTION, dest="bias_samples", default=DEFAULT_SAMPLES, type=_positive_int, metavar="N",
                     help=f"samples per benchmark, a seeded subset (default {DEFAULT_SAMPLES})")
-    group.addoption(SEED_OPTION, dest="bias_seed", default=0, type=int, help="seed of subsets, folds and bootstrap")
+    group.addoption(SEED_OPTION, dest="bias_seed", default=0, type=_seed_choice,
+                    help="seed of subsets, folds and bootstrap (0 to 2**32 - 1)")
     group.addoption(DEVICE_OPTION, dest="bias_device", default="auto", type=_device_choice,
                     help="device for models under test: auto (CUDA when present), cpu, cuda, cuda:N")
     group.addoption(DTYPE_OPTION, dest="bias_dtype", default="auto", type=_dtype_choice,

@@ -6,7 +6,10 @@ Built-ins: ``photos`` (scikit-image's photographs), ``shapes`` (rendered scenes 
 Files: VLMEvalKit TSV, JSONL, a ``datasets`` save_to_disk folder, parquet.
 """
 
-from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, content_hash
+from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, content_hash, validate_seed
 from bias_suite.benchmarks.registry import BUILTIN_BENCHMARKS, FILE_READERS, load_benchmark
 
-__all__ = ["BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "content_hash", "load_benchmark"]
+__all__ = [
+    "BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "content_hash", "load_benchmark",
+    "validate_seed",
+]

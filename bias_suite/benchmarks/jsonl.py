@@ -1,7 +1,7 @@
-"""JSON Lines files: one JSON object per line, ``image`` a path relative to the JSONL file's folder.
+"""JSON Lines files (UTF-8): one JSON object per line, ``image`` a path relative to the JSONL file's folder.
 
 Example line: ``{"id": "cat-1", "image": "images/cat.png", "question": "What animal is this?", "answer": "cat"}``.
-Blank lines are skipped.
+Blank lines are skipped. Image paths must stay inside the file's folder unless the caller allows otherwise.
 """
 
 from __future__ import annotations
@@ -13,15 +13,23 @@ from bias_suite.benchmarks.benchmark import BenchmarkError
 from bias_suite.benchmarks.rows import (
     IMAGE_COLUMN,
     PendingSample,
+    confined_image_path,
+    not_utf8_error,
     open_image_file,
     pending_from_row,
     require_columns,
 )
 
 
-def read_jsonl(path: Path) -> list[PendingSample]:
-    """Lines of a JSONL benchmark as pending samples; images are read when a sample is kept."""
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+def read_jsonl(path: Path, *, allow_paths_outside: bool = False) -> list[PendingSample]:
+    """Lines of a JSONL benchmark as pending samples; images are read when a sample is kept.
+
+    allow_paths_outside: accept image paths that resolve outside the JSONL file's folder.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from error
     if not any(line.strip() for line in lines):
         raise BenchmarkError(f"benchmark file {str(path)!r} is empty: expected one JSON object per line with "
                              "'image' (a path relative to the file) and 'question'")
@@ -45,7 +53,7 @@ def read_jsonl(path: Path) -> list[PendingSample]:
                 f"{location}: {IMAGE_COLUMN!r} must be an image path relative to the JSONL file, "
                 f"not {fields[IMAGE_COLUMN]!r}"
             )
-        image_path = folder / fields[IMAGE_COLUMN]
+        image_path = confined_image_path(folder, fields[IMAGE_COLUMN], location, allow_paths_outside)
         pending.append(
             pending_from_row(
                 fields, len(pending), location,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, subsample_indices
+from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, subsample_indices, validate_seed
 from bias_suite.benchmarks.conflict import build_conflict
 from bias_suite.benchmarks.jsonl import read_jsonl
 from bias_suite.benchmarks.photos import build_photos
@@ -39,13 +40,20 @@ SUPPORTED_FILES = (
 )
 
 
-def load_benchmark(name_or_path: str | os.PathLike[str], *, n_samples: int | None = None, seed: int = 0) -> Benchmark:
+def load_benchmark(
+    name_or_path: str | os.PathLike[str], *, n_samples: int | None = None, seed: int = 0,
+    allow_paths_outside: bool = False,
+) -> Benchmark:
     """The built-in benchmark ``name_or_path``, or the benchmark file at that path.
 
     n_samples: keep a seeded subset of this many samples, in benchmark order (``None``: all; more
         than there are: all). The content hash covers only the samples kept.
-    seed: seeds the built-in scenes and the subset, so the same seed yields the same samples.
+    seed: seeds the built-in scenes and the subset, so the same seed yields the same samples; an integer
+        with ``0 <= seed < 2**32`` (:func:`validate_seed`).
+    allow_paths_outside: let a JSONL file's image paths lead outside the file's folder (``../``, absolute
+        paths, symlinks); refused by default, so a benchmark file cannot read arbitrary files.
     """
+    seed = validate_seed(seed)
     if n_samples is not None and n_samples < 1:
         raise BenchmarkError(f"n_samples must be >= 1 (or None for all samples), not {n_samples}")
     name = os.fspath(name_or_path)
@@ -54,7 +62,12 @@ def load_benchmark(name_or_path: str | os.PathLike[str], *, n_samples: int | Non
         kept = tuple(samples[i] for i in subsample_indices(len(samples), n_samples, seed))
         return Benchmark(name, "builtin", kept, seed=seed)
     source = file_format(Path(name))
-    return finish(name, source, FILE_READERS[source](Path(name)), n_samples, seed)
+    reader = FILE_READERS[source]
+    # JSONL rows name image files, confined to the file's folder. TSV embeds its images; dataset and parquet
+    # path cells are left as datasets writes them (often absolute), so the option does not apply to them.
+    if source == "jsonl":
+        reader = partial(reader, allow_paths_outside=allow_paths_outside)
+    return finish(name, source, reader(Path(name)), n_samples, seed)
 
 
 def file_format(path: Path) -> str:

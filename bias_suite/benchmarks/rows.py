@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 import string
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,17 +129,68 @@ def pending_from_row(
     )
 
 
+def not_utf8_error(path: Path, error: UnicodeDecodeError) -> BenchmarkError:
+    """The BenchmarkError for a text benchmark file that failed to decode as UTF-8, naming its first bad line.
+
+    Reading stays in text mode (fast, and ``csv`` keeps its newline handling); only after a decode error is the
+    file scanned again, line by line in binary, to say where (``b"\\n"`` never occurs inside a multi-byte UTF-8
+    character, so splitting on it first is safe).
+    """
+    with path.open("rb") as file:
+        for line_number, raw in enumerate(file, start=1):
+            try:
+                raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as line_error:
+                where = (f"line {line_number} is not UTF-8 (byte 0x{raw[line_error.start]:02x} at byte "
+                         f"{line_error.start + 1} of the line: {line_error.reason})")
+                break
+        else:
+            where = f"is not UTF-8 ({error})"
+    return BenchmarkError(
+        f"{path} {where}; benchmark files must be UTF-8: save it as UTF-8 (e.g. "
+        f"iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}) and load that"
+    )
+
+
 def decode_image(data: bytes, location: str) -> Image.Image:
-    """Encoded image bytes (PNG, JPEG, …) as a fully loaded RGB image."""
+    """Encoded image bytes (PNG, JPEG, …) as a fully loaded RGB image.
+
+    An image larger than ``PIL.Image.MAX_IMAGE_PIXELS`` is refused before it is decoded, where Pillow itself
+    would only warn up to twice that size (and decode it, using gigabytes of memory).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise BenchmarkError(
+            f"{location}: the image is over the pixel limit of {Image.MAX_IMAGE_PIXELS} pixels "
+            f"(PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs; Pillow: {error}); downscale the "
+            "image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        ) from error
     except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError; others: damaged data
         reason = "no image format Pillow knows starts like this" if isinstance(error, UnidentifiedImageError) else error
         raise BenchmarkError(
             f"{location}: the image ({len(data)} bytes) is not an image Pillow can read ({reason}); "
             "store PNG or JPEG bytes"
         ) from error
+
+
+def confined_image_path(folder: Path, written: str, location: str, allow_outside: bool) -> Path:
+    """``folder / written``, refused (naming ``location`` and ``written``) if it resolves outside ``folder``.
+
+    Resolving follows ``..``, absolute paths and symlinks, so none of them can reach a file outside the
+    benchmark's folder unless ``allow_outside`` (``load_benchmark(..., allow_paths_outside=True)``).
+    """
+    path = folder / written
+    if allow_outside or path.resolve().is_relative_to(folder.resolve()):
+        return path
+    raise BenchmarkError(
+        f"{location}: image path {written!r} leads outside the JSONL file's folder {str(folder)!r} "
+        f"(to {str(path.resolve())!r}); move the image under that folder and use a relative path, or pass "
+        "allow_paths_outside=True to load_benchmark if you trust the file"
+    )
 
 
 def open_image_file(path: Path, location: str, relative_to: str) -> Image.Image:

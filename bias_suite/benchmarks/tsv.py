@@ -18,7 +18,14 @@ from pathlib import Path
 from PIL import Image
 
 from bias_suite.benchmarks.benchmark import BenchmarkError
-from bias_suite.benchmarks.rows import IMAGE_COLUMN, PendingSample, decode_image, pending_from_row, require_columns
+from bias_suite.benchmarks.rows import (
+    IMAGE_COLUMN,
+    PendingSample,
+    decode_image,
+    not_utf8_error,
+    pending_from_row,
+    require_columns,
+)
 
 IMAGE_REFERENCE_MAX_CHARS = 64
 
@@ -52,8 +59,8 @@ def decode_base64_image(text: str, location: str) -> Image.Image:
     return decode_image(data, f"{location}, column {IMAGE_COLUMN!r}")
 
 
-def read_tsv(path: Path) -> list[PendingSample]:
-    """Rows of a VLMEvalKit TSV (tab-separated, header first, UTF-8) as pending samples."""
+def tsv_rows(path: Path) -> list[tuple[dict[str, str], str]]:
+    """``(cells by column, location)`` of every non-blank row after the header; checks header and widths."""
     with path.open(encoding="utf-8-sig", newline="") as file, unlimited_csv_fields():
         reader = csv.reader(file, delimiter="\t")
         header = next(reader, [])
@@ -70,6 +77,15 @@ def read_tsv(path: Path) -> list[PendingSample]:
                 raise BenchmarkError(f"{location} has {len(cells)} tab-separated fields but the header has "
                                      f"{len(header)}; quote cells that contain tabs or newlines")
             rows.append((dict(zip(header, cells, strict=True)), location))
+    return rows
+
+
+def read_tsv(path: Path) -> list[PendingSample]:
+    """Rows of a VLMEvalKit TSV (tab-separated, header first, UTF-8) as pending samples."""
+    try:
+        rows = tsv_rows(path)
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from error
     images_by_index = {fields["index"]: fields[IMAGE_COLUMN] for fields, _ in rows if "index" in fields}
     pending = []
     for row, (fields, location) in enumerate(rows):

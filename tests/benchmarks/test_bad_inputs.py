@@ -201,3 +201,138 @@ def test_truncated_png_names_the_row(tmp_path, samples):
     path = write_lines(tmp_path / "cut.tsv", "index\timage\tquestion", f"0\t{b64(truncated)}\tWhat?")
     with raises([f"{path} line 2 (row 0)", "column 'image'", "200 bytes", "not an image Pillow can read"]):
         load_benchmark(path)
+
+
+# --- image paths stay inside the benchmark's folder ------------------------------------------------------------
+
+
+def jsonl_pointing_at(folder, image: str):
+    """A one-line JSONL benchmark in ``folder`` whose image is ``image``, as written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_lines(folder / "bench.jsonl", json.dumps({"id": "a", "image": image, "question": "What?"}))
+
+
+@pytest.fixture
+def outside_image(tmp_path, samples):
+    """A real PNG next to (not inside) the benchmark folder ``tmp_path / "bench"``."""
+    path = tmp_path / "outside.png"
+    path.write_bytes(png_bytes(samples[0].image))
+    return path
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "dot-dot-etc-passwd"])
+def test_jsonl_image_path_outside_its_folder_is_refused(tmp_path, outside_image, how):
+    image = {"relative": "../outside.png", "absolute": str(outside_image),
+             "dot-dot-etc-passwd": "../../../../../../../../etc/passwd"}[how]
+    path = jsonl_pointing_at(tmp_path / "bench", image)
+    with raises([f"{path} line 1", repr(image), "outside the JSONL file's folder", "allow_paths_outside=True"]):
+        load_benchmark(path)
+
+
+def test_jsonl_image_symlink_leading_outside_its_folder_is_refused(tmp_path, outside_image):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "link.png").symlink_to(outside_image)
+    path = jsonl_pointing_at(tmp_path / "bench", "link.png")
+    with raises([f"{path} line 1", "'link.png'", "outside the JSONL file's folder"]):
+        load_benchmark(path)
+
+
+def test_jsonl_image_path_outside_its_folder_loads_when_allowed(tmp_path, outside_image, samples):
+    path = jsonl_pointing_at(tmp_path / "bench", "../outside.png")
+    (sample,) = load_benchmark(path, allow_paths_outside=True).samples
+    assert sample.image.tobytes() == samples[0].image.tobytes()
+
+
+def test_jsonl_image_path_that_climbs_out_and_back_in_is_accepted(tmp_path, samples):
+    (tmp_path / "bench" / "images").mkdir(parents=True)
+    (tmp_path / "bench" / "images" / "a.png").write_bytes(png_bytes(samples[0].image))
+    path = jsonl_pointing_at(tmp_path / "bench", "images/../../bench/images/a.png")
+    assert load_benchmark(path).size == 1
+
+
+# --- decompression bombs ---------------------------------------------------------------------------------------
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid 1-bit greyscale PNG of ``width × height`` black pixels, a few kB however large it claims to be."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def huge_png() -> bytes:
+    """20000 × 20000 pixels: beyond twice Pillow's default limit, where Pillow raises instead of warning."""
+    return bomb_png(20_000, 20_000)
+
+
+def test_tsv_decompression_bomb_names_the_row_and_the_pixel_limit(tmp_path, huge_png):
+    from PIL import Image
+
+    path = write_lines(tmp_path / "bomb.tsv", "index\timage\tquestion", f"0\t{b64(huge_png)}\tWhat?")
+    with raises([f"{path} line 2 (row 0)", "column 'image'", f"pixel limit of {Image.MAX_IMAGE_PIXELS} pixels",
+                 "PIL.Image.MAX_IMAGE_PIXELS", "400000000 pixels"]):
+        load_benchmark(path)
+
+
+def test_jsonl_decompression_bomb_names_the_line_and_the_image_file(tmp_path, huge_png):
+    (tmp_path / "bomb.png").write_bytes(huge_png)
+    path = write_lines(tmp_path / "bomb.jsonl", json.dumps({"image": "bomb.png", "question": "What?"}))
+    with raises([f"{path} line 1", "bomb.png", "pixel limit", "400000000 pixels"]):
+        load_benchmark(path)
+
+
+def test_parquet_decompression_bomb_names_the_row(tmp_path, samples, huge_png):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image": [png_bytes(samples[0].image), huge_png], "question": ["a?", "b?"]}),
+                   tmp_path / "bomb.parquet")
+    with raises([f"{tmp_path / 'bomb.parquet'} row 1", "column 'image'", "pixel limit"]):
+        load_benchmark(tmp_path / "bomb.parquet")
+
+
+def test_image_beyond_the_limit_only_by_a_warning_is_refused_too(tmp_path, samples, monkeypatch):
+    from PIL import Image
+
+    width, height = samples[0].image.size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", width * height * 2 // 3)  # Pillow would only warn
+    path = write_lines(tmp_path / "big.tsv", "index\timage\tquestion", f"0\t{b64(png_bytes(samples[0].image))}\tWhat?")
+    with raises([f"{path} line 2 (row 0)", f"pixel limit of {width * height * 2 // 3} pixels",
+                 f"({width * height} pixels)"]):
+        load_benchmark(path)
+
+
+# --- text encodings ------------------------------------------------------------------------------------------
+
+
+def test_tsv_that_is_not_utf8_names_the_line(tmp_path, samples):
+    image = b64(png_bytes(samples[0].image))
+    lines = ["index\timage\tquestion", f"0\t{image}\tWhat colour?", f"1\t{image}\tQuelle forme a le caf\u00e9?"]
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with raises([f"{path} line 3", "not UTF-8", "byte 0xe9", "save it as UTF-8"]):
+        load_benchmark(path)
+
+
+def test_jsonl_that_is_not_utf8_names_the_line(tmp_path, samples):
+    path = write_jsonl(tmp_path / "latin1.jsonl", samples)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace('"question": "', '"question": "caf\u00e9 ')
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with raises([f"{path} line 2", "not UTF-8", "save it as UTF-8"]):
+        load_benchmark(path)
+
+
+def test_utf8_with_bom_still_loads(tmp_path, samples):
+    path = write_jsonl(tmp_path / "bom.jsonl", samples)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_benchmark(path).size == len(samples)
