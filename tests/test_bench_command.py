@@ -8,9 +8,15 @@ import sys
 import pytest
 
 RATIOS = (
-    "capture_overhead_ratio", "attention_rows_speedup_vs_eager", "attention_rows_memory_ratio_vs_eager",
-    "metrics_speedup_vs_reference",
+    "capture_overhead_ratio", "attention_summary_speedup_vs_eager", "attention_rows_speedup_vs_eager",
+    "attention_rows_memory_ratio_vs_eager", "metrics_speedup_vs_reference", "keyspace_case_seconds_llava7b",
+    "retained_bytes_per_sample_layer_llava7b",
 )
+SCALE_RATIOS = ("capture_all_layers_over_prefill", "scale_attention_summary_speedup_vs_eager", "gate_over_prefill")
+
+
+def _figures(stdout: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
 
 
 @pytest.mark.slow
@@ -20,11 +26,26 @@ def test_bench_prints_its_ratios_and_agrees_with_its_references():
         capture_output=True, text=True, check=False, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = dict(line.split("=", 1) for line in completed.stdout.splitlines() if "=" in line)
+    figures = _figures(completed.stdout)
     for name in RATIOS:
         assert float(figures[name]) > 0, f"{name} missing or not positive in:\n{completed.stdout}"
     assert float(figures["attention_rows_max_abs_difference"]) < 1e-5
     assert float(figures["metrics_max_relative_difference"]) < 1e-4
+
+
+@pytest.mark.slow
+def test_the_scale_part_runs_the_gate_and_prints_its_ratios():
+    """On a GPU it runs shape:llava-1.5-7b; here the same code runs a tiny model on the CPU."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bias_suite", "bench", "--quick", "--repeats", "1", "--skip-cpu", "--device", "cpu",
+         "--scale-model", "tiny-llava"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = _figures(completed.stdout)
+    for name in SCALE_RATIOS:
+        assert float(figures[name]) > 0, f"{name} missing or not positive in:\n{completed.stdout}"
+    assert figures["scale_layers"] == "4"
 
 
 def test_unknown_subcommand_prints_usage():
