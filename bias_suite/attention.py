@@ -54,38 +54,44 @@ def scaled_scores(queries: Tensor, keys: Tensor, scaling: float, softcap: float 
     """``q·k · scaling`` (then ``softcap · tanh(·/softcap)`` when the model caps its logits), float32.
 
     queries: ``[..., n_heads, n_rows, head_dim]``; keys: ``[..., n_kv_heads, n_tokens, head_dim]``.
-    Returns ``[..., n_rows, n_heads, n_tokens]``: one batched matmul per KV head group, no key copies.
+    Returns ``[..., n_heads, n_rows, n_tokens]``: one batched matmul per KV head group, no key copies.
     """
     *batch, n_heads, n_rows, head_dim = queries.shape
     n_kv_heads, n_tokens = keys.shape[-3], keys.shape[-2]
     kv_head_for_query_head(n_heads, n_kv_heads)  # validates the grouping
     group = n_heads // n_kv_heads
     grouped = queries.float().reshape(*batch, n_kv_heads, group * n_rows, head_dim)
-    scores = torch.matmul(grouped, keys.float().transpose(-1, -2)) * scaling  # [..., KV, G·R, n]
+    scores = torch.matmul(grouped, keys.float().transpose(-1, -2)).mul_(scaling)  # [..., KV, G·R, n]
     if softcap:
         scores = softcap * torch.tanh(scores / softcap)
-    return scores.reshape(*batch, n_heads, n_rows, n_tokens).transpose(-3, -2)
+    return scores.reshape(*batch, n_heads, n_rows, n_tokens)
 
 
 def row_statistics(scores: Tensor, visible: Tensor, image_mask: Tensor, sink_mask: Tensor) -> RowShares:
     """The attention summaries of rows whose scaled scores are ``scores``.
 
-    scores: ``[..., n_rows, n_heads, n_tokens]`` float32; visible: ``[..., n_rows, n_tokens]`` bool, the
+    scores: ``[..., n_heads, n_rows, n_tokens]`` float32; visible: ``[..., n_rows, n_tokens]`` bool, the
     keys each row may attend (the model's mask); image_mask, sink_mask: ``[..., n_tokens]`` bool.
+    Returns ``[..., n_rows, n_heads]`` statistics.
+
+    Every sum over keys is one matrix product against a few per-key masks (image, image without sinks,
+    not a sink; text, image): attention is already zero on hidden keys, and hidden scores are zeroed first.
     """
-    hidden = ~visible[..., None, :]
-    probabilities = torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)
-    visible_image = (visible & image_mask[..., None, :]).float()  # [..., R, n]
-    visible_text = (visible & ~image_mask[..., None, :]).float()
-    share = torch.einsum("...rhn,...rn->...rh", probabilities, visible_image)
-    image_fraction = visible_image.sum(-1) / visible.float().sum(-1)  # [..., R]
-    kept = (~sink_mask).float()[..., None, :]
-    kept_mass = torch.einsum("...rhn,...rn->...rh", probabilities, kept.expand_as(visible_image))
-    share_nosink = torch.einsum("...rhn,...rn->...rh", probabilities, visible_image * kept) / kept_mass
-    finite = scores.masked_fill(hidden, 0.0)
-    text_mean = torch.einsum("...rhn,...rn->...rh", finite, visible_text) / visible_text.sum(-1)[..., None]
-    image_mean = torch.einsum("...rhn,...rn->...rh", finite, visible_image) / visible_image.sum(-1)[..., None]
-    return RowShares(share, share / image_fraction[..., None], share_nosink, text_mean - image_mean)
+    *batch, n_heads, n_rows, n_tokens = scores.shape
+    hidden = ~visible[..., None, :, :]
+    kept = ~sink_mask
+    key_masks = torch.stack([image_mask, image_mask & kept, kept, ~image_mask], -1).float()  # [..., n, 4]
+    flat = (*batch, n_heads * n_rows, n_tokens)
+    scores = scores.masked_fill(hidden, 0.0)  # the one copy; modified in place from here on
+    totals = torch.matmul(scores.reshape(flat), key_masks[..., [3, 0]]).reshape(*batch, n_heads, n_rows, 2)
+    probabilities = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1)
+    mass = torch.matmul(probabilities.reshape(flat), key_masks[..., :3]).reshape(*batch, n_heads, n_rows, 3)
+    counts = torch.matmul(visible.float(), key_masks[..., [3, 0]])[..., None, :, :]  # [..., 1, R, 2] visible text, image
+    means = totals / counts
+    share = mass[..., 0]
+    image_fraction = counts[..., 1] / (counts[..., 0] + counts[..., 1])  # [..., 1, R]
+    statistics = (share, share / image_fraction, mass[..., 1] / mass[..., 2], means[..., 0] - means[..., 1])
+    return RowShares(*(value.transpose(-1, -2) for value in statistics))
 
 
 def sink_mask(max_abs: Tensor, image_mask: Tensor, valid: Tensor, first_token: Tensor, massive_ratio: float) -> Tensor:
@@ -115,7 +121,7 @@ def attention_logits(
     post-RoPE; query_positions: ``[n_rows]`` token index of each query row.
     Returns ``[n_rows, n_heads, n_tokens]`` float32.
     """
-    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)
+    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling).transpose(0, 1)  # [R, H, n]
     visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
     return scores.masked_fill(~visible[:, None, :], float("-inf"))
 

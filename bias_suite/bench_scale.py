@@ -95,8 +95,8 @@ def run_scale(device: str, model_spec: str = DEFAULT_SCALE_MODEL, repeats: int =
             outputs = model(**prefill_kwargs(model, inputs), output_attentions=True, logits_to_keep=1)
         for attentions in outputs.attentions:  # [B, H, S, S]
             for b in range(attentions.shape[0]):
-                rows = attentions[b][:, int(last_image[b]) + 1:].transpose(0, 1).float()  # [R, H, S]
-                row_statistics(rows.clamp_min(1e-30).log(), rows[:, 0] > 0, image[b], torch.zeros_like(image[b]))
+                rows = attentions[b][:, int(last_image[b]) + 1:].float()  # [H, R, S]
+                row_statistics(rows.clamp_min(1e-30).log(), rows[0] > 0, image[b], torch.zeros_like(image[b]))
 
     original = model.config._attn_implementation
     model.set_attn_implementation("eager")

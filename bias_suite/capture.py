@@ -374,7 +374,7 @@ class CaptureRecorder:
         queries = query.detach().gather(2, rows)  # [B, H, R, D]
         scaling = kwargs.get("scaling")
         scaling = float(getattr(module, "scaling", geometry.scaling) if scaling is None else scaling)
-        scores = scaled_scores(queries, key.detach(), scaling, kwargs.get("softcap"))  # [B, R, H, S]
+        scores = scaled_scores(queries, key.detach(), scaling, kwargs.get("softcap"))  # [B, H, R, S]
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
         self.sliding_windows[layer] = window
         visible = self._visible(attention_mask, module, window, key.shape[2])

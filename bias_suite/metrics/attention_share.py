@@ -47,7 +47,7 @@ def row_shares(
     query_positions: ``[n_rows]``; image_mask, sink_mask: ``[n_tokens]`` bool; scaling: multiplier of q·k
     (usually head_dim^-½). Returns ``[n_rows, n_heads]`` statistics.
     """
-    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [R, H, n]
+    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [H, R, n]
     visible = visible_keys(query_positions, keys.shape[0], sliding_window)
     return row_statistics(scores, visible, image_mask, sink_mask)
 
