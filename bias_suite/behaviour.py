@@ -64,4 +64,4 @@ def text_preference_estimate(loaded: LoadedModel, samples: Sequence[Sample], n_b
     weights = torch.cat([torch.ones(1, len(prefers_text), dtype=torch.float64),
                          bootstrap_weights(len(prefers_text), n_bootstrap, seed)])
     rates = (weights @ prefers_text) / weights.sum(1)
-    return with_interval(rates[0], rates[1:], bounds=(0.0, 1.0))
+    return with_interval(rates[0], rates[1:], bounds=(0.0, 1.0), keep_replicates=True)

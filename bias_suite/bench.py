@@ -55,7 +55,7 @@ from bias_suite.capture import CaptureConfig, capture_batch, prefill_kwargs
 from bias_suite.inputs import encode_batch
 from bias_suite.tiny.families import TextSize, build_llava
 
-GATE_TOKEN_CAP = 64  # SuiteSettings.max_tokens_per_modality
+GATE_TOKEN_CAP = 64  # RunSettings.max_tokens_per_modality
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

@@ -46,3 +46,7 @@ class CorruptCheckpointError(BiasSuiteError):
 
 class SeedError(BiasSuiteError, ValueError):
     """A seed is not an integer in [0, 2**32)."""
+
+
+class ThresholdError(BiasSuiteError, ValueError):
+    """A threshold file is missing, unreadable or does not follow the schema; or an update was refused."""

@@ -46,6 +46,17 @@ class LayerSelector:
             chosen.update(self._resolve_part(part, n_layers, model_name))
         return tuple(sorted(chosen))
 
+    def resolve_within(self, n_layers: int) -> tuple[int, ...]:
+        """Like :meth:`resolve`, but indices a model of ``n_layers`` does not have are left out instead of
+        raising (a threshold rule written for a deeper model covers nothing here)."""
+        chosen: set[int] = set()
+        for part in self.parts:
+            try:
+                chosen.update(self._resolve_part(part, n_layers, "the model"))
+            except LayerSelectionError:
+                continue
+        return tuple(sorted(chosen))
+
     @staticmethod
     def _resolve_part(part: str, n_layers: int, model_name: str) -> range | list[int]:
         def index(value: str) -> int:

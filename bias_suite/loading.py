@@ -44,13 +44,12 @@ from bias_suite.hub import (
     hub_timeouts,
     not_on_the_hub,
 )
+from bias_suite.options import parse_device  # noqa: F401  (re-exported)
 from bias_suite.shapes import SHAPE_PREFIX, SHAPES, build_shape, is_shape_spec, shape_config
 from bias_suite.tiny import TINY_FAMILIES, ensure_checkpoint
 
 SpecSource = Literal["alias", "local", "hub", "shape"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
-_CUDA_INDEX = re.compile(r"cuda:([0-9]+)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "*.pt", "*.pth")
@@ -97,20 +96,6 @@ class LoadedModel:
 class ResolvedSpec:
     source: SpecSource
     path: str
-
-
-def parse_device(value: str) -> str:
-    """A device option as given: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``N`` a GPU index, 0 or more).
-
-    Whether that GPU exists is checked when a model loads (:func:`resolve_device`), not here, so options can
-    be validated on a machine without one. Leading zeros are dropped (``cuda:01`` → ``cuda:1``).
-    """
-    if value in ("auto", "cpu", "cuda"):
-        return value
-    match = _CUDA_INDEX.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"device {value!r} is not a device: use {DEVICE_CHOICES} (N a GPU index: 0, 1, ...)")
-    return f"cuda:{int(match[1])}"
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:

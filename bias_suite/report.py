@@ -1,190 +1,283 @@
-"""The bias report card: a terminal table, and Markdown / JSON / HTML files.
+"""The bias report card: a terminal summary, and Markdown / JSON / HTML files.
 
-``ReportCard.build(record, …)`` turns merged rows into a data object; ``.lines`` is what the terminal
-shows, ``.write(path)`` picks the format from the suffix. The HTML file is self-contained: its plots
-(per-layer metric curves with bootstrap bands, PCA scatter of image vs text keys) are inline SVG.
+``ReportCard.build(record, …)`` turns the merged rows into a data object; ``.lines`` is what the terminal
+shows, ``.write(path)`` picks the format from the suffix. Every format explains a verdict: which file
+gated each model and how it was chosen, every gated row with its bound, its direction and the margin to
+it, benchmark sizes, and — with ``--bias-baseline`` — the change of each metric against a baseline run.
 """
 
 from __future__ import annotations
 
 import datetime
-import html
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bias_suite import __version__
-from bias_suite.gate import worst
+from bias_suite.baseline import Change
+from bias_suite.gate import Bound, ResultRow, worst
+from bias_suite.metrics.registry import spec_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CARD_METRICS = ("jsd", "mmd2", "ratio", "logit_gap.question", "visual_share.question")
-BEHAVIOUR_METRICS = ("text_preference_rate",)
-JSON_ROW_KEYS = ("model", "benchmark", "layer", "head", "metric", "value", "ci", "bound", "status")
+TERMINAL_GATED_ROWS = 20  # gated rows the terminal lists (worst margin first); files list them all
+ENVIRONMENT_KEYS = ("python", "torch", "transformers", "device", "dtype", "attn_implementation")
 
 
-def _sort_key(row: dict) -> tuple:
-    return (row["model"], row["benchmark"], -1 if row["layer"] is None else row["layer"],
-            -1 if row["head"] is None else row["head"], row["metric"])
+def format_estimate(row: ResultRow | None) -> str:
+    if row is None:
+        return "—"
+    if row.value is None or not math.isfinite(row.value):
+        return "undefined" if row.status == "unchecked" else "error"
+    text = f"{row.value:.3g}"
+    if row.ci and all(map(math.isfinite, row.ci)):
+        text += f" [{row.ci[0]:.3g}, {row.ci[1]:.3g}]"
+    return text + (" *" if row.gated else "")
 
 
-def format_estimate(row: dict | None) -> str:
-    if row is None or row.get("value") is None:
-        return "—" if row is None else "error"
-    text = f"{row['value']:.3g}"
-    if row.get("ci"):
-        text += f" [{row['ci'][0]:.3g}, {row['ci'][1]:.3g}]"
-    return text
+def arrow(metric: str) -> str:
+    """``↑`` when higher values mean more text bias, ``↓`` when lower do, nothing for descriptive metrics."""
+    return {"higher_is_worse": "↑", "lower_is_worse": "↓"}.get(spec_of(metric).direction or "", "")
+
+
+def metric_header(metric: str) -> str:
+    mark = arrow(metric)
+    return f"{metric} ({mark} worse)" if mark else metric
+
+
+def escape_markdown(text: object) -> str:
+    """A Markdown table cell: pipes escaped, newlines flattened."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 @dataclass(frozen=True)
 class ReportCard:
-    """Everything one run measured, with gate statuses. ``rows`` are JSON rows (plus ``message``)."""
+    """Everything one run measured, with gate statuses and how each model was gated."""
 
-    rows: tuple[dict, ...]
+    rows: tuple[ResultRow, ...]
     models: tuple[dict, ...]
     benchmarks: tuple[dict, ...]
-    thresholds: tuple[dict, ...]
+    thresholds: dict  # model spec → {file, version, matched_by, baselined, provisional, family}
     environment: dict
+    settings: dict = field(default_factory=dict)
     projections: tuple[dict, ...] = ()
     drift: tuple[str, ...] = ()
-    changes: tuple[str, ...] = ()
+    updates: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    changes: tuple[Change, ...] = ()
+    not_baselined: tuple[str, ...] = ()
     strict_env: bool = False
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
     @classmethod
-    def build(cls, record, drift: Sequence[str] = (), changes: Sequence[str] = (), strict_env: bool = False) -> "ReportCard":
+    def build(cls, record, drift: Sequence[str] = (), updates: Sequence[str] = (), problems: Sequence[str] = (),
+              changes: Sequence[Change] = (), strict_env: bool = False, not_baselined: Sequence[str] = ()) -> "ReportCard":
         environment = dict(record.environments[0]) if record.environments else {}
         if len(record.environments) > 1:
             environment["note"] = "workers ran in different environments: " + json.dumps(record.environments)
         return cls(
-            rows=tuple(sorted(record.rows, key=_sort_key)),
-            models=tuple({k: m[k] for k in ("spec", "model_type", "revision")} for _, m in sorted(record.models.items())),
+            rows=tuple(sorted(record.rows, key=lambda row: row.sort_key)),
+            models=tuple(model for _, model in sorted(record.models.items())),
             benchmarks=tuple(b for _, b in sorted(record.benchmarks.items())),
-            thresholds=tuple({"file": t["file"], "version": t["version"]}
-                             for t in sorted({(t["file"], t["version"]): t for t in record.thresholds.values()}.values(),
-                                             key=lambda t: t["file"])),
-            environment=environment,
+            thresholds=dict(sorted(record.thresholds.items())),
+            environment=environment, settings=dict(record.settings or {}),
             projections=tuple(sorted(record.projections, key=lambda p: (p["model"], p["benchmark"], p["layer"]))),
-            drift=tuple(drift), changes=tuple(changes), strict_env=strict_env,
+            drift=tuple(drift), updates=tuple(updates), problems=tuple(problems), changes=tuple(changes),
+            not_baselined=tuple(not_baselined), strict_env=strict_env,
         )
+
+    def with_problems(self, problems: Sequence[str]) -> "ReportCard":
+        return replace(self, problems=(*self.problems, *problems))
 
     # ------------------------------------------------------------------ summaries
 
-    def pooled(self) -> list[dict]:
-        return [row for row in self.rows if row["head"] is None]
+    def pooled(self) -> list[ResultRow]:
+        return [row for row in self.rows if row.head is None]
+
+    def gated(self) -> list[ResultRow]:
+        """Gated rows, the one nearest to (or furthest beyond) its bound first."""
+        rows = [row for row in self.pooled() if row.gated]
+        return sorted(rows, key=lambda row: (-_severity(row.status), math.inf if row.margin is None else row.margin))
+
+    def model_names(self) -> list[str]:
+        return sorted({row.model for row in self.rows} | {model["spec"] for model in self.models})
 
     def verdicts(self) -> dict[str, str]:
-        """Per model: ``PASS`` / ``WARN`` / ``FAIL`` / ``ERROR`` / ``UNCHECKED`` (nothing was gated)."""
+        """Per model: ``PASS`` / ``WARN`` / ``FAIL`` / ``ERROR`` / ``UNCHECKED`` (nothing was gated), with
+        ``, NOT BASELINED`` when only generic bounds gated it."""
         result = {}
-        for model in sorted({row["model"] for row in self.rows}):
-            statuses = [row["status"] for row in self.pooled() if row["model"] == model]
-            result[model] = worst(statuses).upper()
+        for model in self.model_names():
+            statuses = [row.status for row in self.pooled() if row.model == model]
+            statuses += [change.status for change in self.changes if change.model == model]
+            if any(problem.startswith(f"{model}:") for problem in self.problems):
+                statuses.append("error")
+            verdict = worst(statuses).upper()
+            result[model] = verdict + (", NOT BASELINED" if model in self.not_baselined else "")
         return result
 
-    def table_rows(self) -> list[list[str]]:
-        grouped: dict[tuple, dict[str, dict]] = {}
+    def counts(self, model: str) -> dict[str, int]:
+        return {status: sum(1 for row in self.pooled() if row.model == model and row.status == status)
+                for status in ("fail", "warn", "error", "pass")}
+
+    def summary_rows(self) -> list[list[object]]:
+        grouped: dict[tuple, dict[str, ResultRow]] = {}
         for row in self.pooled():
-            if row["layer"] is None and row["metric"] != "*":
+            if row.layer is None and row.metric != "*":
                 continue
-            grouped.setdefault((row["model"], row["benchmark"], row["layer"]), {})[row["metric"]] = row
+            grouped.setdefault((row.model, row.benchmark, row.layer), {})[row.metric] = row
         lines = []
-        for (model, benchmark, layer), metrics in sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] if item[0][2] is not None else -1)):
-            status = worst(r["status"] for r in metrics.values())
-            bounds = [f"{r['metric']} {r['message'].split(': ', 1)[-1]}" for r in metrics.values()
-                      if r["status"] in ("fail", "warn") and r.get("message")]
+        for (model, benchmark, layer), metrics in sorted(grouped.items(), key=lambda item: (
+                item[0][0], item[0][1], -1 if item[0][2] is None else item[0][2])):
+            status = worst(row.status for row in metrics.values())
             lines.append([model, benchmark, "" if layer is None else layer,
-                          *(format_estimate(metrics.get(name)) for name in CARD_METRICS),
-                          "; ".join(bounds) or "", status])
+                          *(format_estimate(metrics.get(name)) for name in CARD_METRICS), status])
         return lines
+
+    def gated_rows(self, limit: int | None = None) -> list[list[object]]:
+        rows = self.gated()
+        shown = rows if limit is None else rows[:limit]
+        return [[row.model, row.benchmark, "" if row.layer is None else row.layer, f"{row.metric} {arrow(row.metric)}",
+                 format_estimate(row).removesuffix(" *"),
+                 "" if row.bound is None else Bound(row.bound, row.direction).describe(),
+                 "" if row.margin is None or not math.isfinite(row.margin) else f"{row.margin:+.3g}",
+                 row.rule or "", row.status + (f": {row.message}" if row.message else "")] for row in shown]
+
+    def behaviour_rows(self) -> list[list[object]]:
+        return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row), row.status]
+                for row in self.pooled() if row.layer is None and spec_of_safe(row.metric) == "behaviour"]
+
+    def change_rows(self) -> list[list[object]]:
+        rows = []
+        for change in self.changes:
+            ci = f" [{change.ci[0]:+.3g}, {change.ci[1]:+.3g}]" if change.ci else ""
+            rows.append([change.model, change.baseline_model, change.benchmark,
+                         "" if change.layer is None else change.layer, change.metric, f"{change.increase:+.3g}{ci}",
+                         "" if change.bound is None else f"≤ {change.bound:g}", change.status])
+        return rows
+
+    def model_lines(self) -> list[str]:
+        lines = []
+        verdicts = self.verdicts()
+        for model in self.model_names():
+            info = self.thresholds.get(model, {})
+            counts = self.counts(model)
+            gated_by = (f"{info.get('label', info.get('file'))} v{info.get('version')} (matched by {info.get('matched_by')}"
+                        + (", provisional" if info.get("provisional") else "") + ")") if info else "no threshold file"
+            lines.append(f"{model}: {verdicts[model]} ({counts['fail']} fail, {counts['warn']} warn, "
+                         f"{counts['error']} error, {counts['pass']} pass; gated by {gated_by})")
+        return lines
+
+    def notes(self) -> list[str]:
+        notes = [f"problem: {line}" for line in self.problems]
+        notes += [f"environment drift{' (--strict-env: failing)' if self.strict_env else ''}: {line}" for line in self.drift]
+        notes += [f"thresholds updated: {line}" for line in self.updates]
+        return notes
+
+    def benchmark_line(self) -> str:
+        return "benchmarks: " + ", ".join(f"{b['name']} ({b['n_samples']} samples, {b['hash']})" for b in self.benchmarks)
+
+    # ------------------------------------------------------------------ formats
 
     @property
     def lines(self) -> list[str]:
-        headers = ["model", "benchmark", "layer", *CARD_METRICS, "beyond bound", "status"]
-        out = tabulate(self.table_rows(), headers=headers, tablefmt="simple").splitlines()
-        behaviour = [[r["model"], r["benchmark"], r["metric"], format_estimate(r), r["status"]]
-                     for r in self.pooled() if r["metric"] in BEHAVIOUR_METRICS]
+        """The terminal summary."""
+        headers = ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]
+        out = tabulate(self.summary_rows(), headers=headers, tablefmt="simple").splitlines()
+        out += ["* gated; ↑/↓ worse: the direction in which a metric means more text bias"]
+        gated = self.gated_rows(TERMINAL_GATED_ROWS)
+        if gated:
+            out += ["", f"gated rows, nearest to their bound first ({len(self.gated())} in all):",
+                    *tabulate(gated, headers=GATED_HEADERS, tablefmt="simple").splitlines()]
+        behaviour = self.behaviour_rows()
         if behaviour:
-            out += ["", *tabulate(behaviour, headers=["model", "benchmark", "behaviour", "value [95% CI]", "status"]).splitlines()]
-        out.append("")
-        for model, verdict in self.verdicts().items():
-            counts = {s: sum(1 for r in self.pooled() if r["model"] == model and r["status"] == s) for s in ("fail", "warn", "error")}
-            files = ", ".join(f"{Path(t['file']).name} v{t['version']}" for t in self.thresholds)
-            out.append(f"{model}: {verdict} ({counts['fail']} fail, {counts['warn']} warn, {counts['error']} error; thresholds {files})")
-        for line in self.drift:
-            out.append(f"environment drift{' (--strict-env: failing)' if self.strict_env else ''}: {line}")
-        for line in self.changes:
-            out.append(f"thresholds updated: {line}")
+            out += ["", *tabulate(behaviour, headers=BEHAVIOUR_HEADERS, tablefmt="simple").splitlines()]
+        changes = self.change_rows()
+        if changes:
+            out += ["", "change against the baseline (positive: more text bias):",
+                    *tabulate(changes, headers=CHANGE_HEADERS, tablefmt="simple").splitlines()]
+        out += ["", self.benchmark_line(), *self.model_lines(), *self.notes()]
         return out
-
-    # ------------------------------------------------------------------ files
 
     def to_json(self) -> dict:
         return {
             "schema": SCHEMA_VERSION,
             "suite_version": __version__,
             "created": self.created,
-            "environment": {k: self.environment.get(k) for k in ("python", "torch", "transformers", "device", "dtype", "attn_implementation")},
-            "thresholds": list(self.thresholds),
-            "models": list(self.models),
+            "environment": {key: self.environment.get(key) for key in ENVIRONMENT_KEYS},
+            "settings": self.settings,
+            "thresholds": [{"model": model, **info} for model, info in self.thresholds.items()],
+            "models": [{key: model.get(key) for key in ("spec", "model_type", "revision", "n_layers", "config_hash")}
+                       for model in self.models],
             "benchmarks": list(self.benchmarks),
-            "results": [{key: row.get(key) for key in JSON_ROW_KEYS} for row in self.rows],
+            "verdicts": self.verdicts(),
+            "results": [row.to_json() for row in self.rows],
+            "changes": [change.to_json() for change in self.changes],
+            "problems": list(self.problems),
+            "updates": list(self.updates),
+            "drift": list(self.drift),
         }
 
     def to_markdown(self) -> str:
-        headers = ["model", "benchmark", "layer", *CARD_METRICS, "beyond bound", "status"]
-        parts = ["# Bias report card", "",
-                 *(f"- **{model}**: {verdict}" for model, verdict in self.verdicts().items()), "",
-                 tabulate(self.table_rows(), headers=headers, tablefmt="github"), ""]
-        behaviour = [[r["model"], r["benchmark"], r["metric"], format_estimate(r), r["status"]]
-                     for r in self.pooled() if r["metric"] in BEHAVIOUR_METRICS]
+        def table(rows, headers):
+            return tabulate([[escape_markdown(cell) for cell in row] for row in rows],
+                            headers=[escape_markdown(h) for h in headers], tablefmt="github")
+
+        parts = ["# Bias report card", ""]
+        parts += [f"- **{escape_markdown(line.split(':', 1)[0])}**:{escape_markdown(line.split(':', 1)[1])}"
+                  for line in self.model_lines()]
+        parts += ["", escape_markdown(self.benchmark_line()), ""]
+        parts += [table(self.summary_rows(), ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]),
+                  "", "\\* gated; ↑/↓ worse: the direction in which a metric means more text bias", ""]
+        gated = self.gated_rows()
+        if gated:
+            parts += ["## Gated rows (nearest to their bound first)", "", table(gated, GATED_HEADERS), ""]
+        behaviour = self.behaviour_rows()
         if behaviour:
-            parts += [tabulate(behaviour, headers=["model", "benchmark", "behaviour", "value [95% CI]", "status"], tablefmt="github"), ""]
-        benchmarks = ", ".join(f"{b['name']} ({b['n_samples']} samples, {b['hash']})" for b in self.benchmarks)
-        thresholds = ", ".join(f"{t['file']} v{t['version']}" for t in self.thresholds)
-        environment = ", ".join(f"{k} {v}" for k, v in self.environment.items())
-        parts += [f"Benchmarks: {benchmarks}", "", f"Thresholds: {thresholds}", "", f"Environment: {environment}", ""]
-        parts += [f"- environment drift: {line}" for line in self.drift]
-        parts += [f"- thresholds updated: {line}" for line in self.changes]
+            parts += ["## Behaviour", "", table(behaviour, BEHAVIOUR_HEADERS), ""]
+        changes = self.change_rows()
+        if changes:
+            parts += ["## Change against the baseline (positive: more text bias)", "", table(changes, CHANGE_HEADERS), ""]
+        environment = ", ".join(f"{key} {value}" for key, value in self.environment.items())
+        parts += [f"Environment: {escape_markdown(environment)}", ""]
+        parts += [f"- {escape_markdown(line)}" for line in self.notes()]
         return "\n".join(parts) + "\n"
 
     def to_html(self) -> str:
-        from bias_suite.plots import layer_curves_svg, scatter_svg
+        from bias_suite.plots import card_html
 
-        sections = []
-        for model, benchmark in sorted({(r["model"], r["benchmark"]) for r in self.pooled() if r["layer"] is not None}):
-            curves = "".join(layer_curves_svg([r for r in self.pooled() if r["model"] == model and r["benchmark"] == benchmark
-                                                and r["metric"] == metric and r["layer"] is not None], metric)
-                             for metric in CARD_METRICS)
-            scatters = "".join(scatter_svg(p) for p in self.projections if p["model"] == model and p["benchmark"] == benchmark)
-            sections.append(f"<h2>{html.escape(model)} · {html.escape(benchmark)}</h2><div class='row'>{curves}</div>"
-                            f"<h3>Pre-RoPE keys on their top-2 principal components</h3><div class='row'>{scatters}</div>")
-        markdown_table = tabulate(self.table_rows(), headers=["model", "benchmark", "layer", *CARD_METRICS, "beyond bound", "status"],
-                                  tablefmt="html")
-        verdicts = "".join(f"<li><b>{html.escape(m)}</b>: <span class='{v.lower()}'>{v}</span></li>" for m, v in self.verdicts().items())
-        notes = "".join(f"<li>{html.escape(line)}</li>" for line in (*self.drift, *self.changes))
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>bias report card</title><style>"
-            "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ccc;padding:2px 6px}.row{display:flex;flex-wrap:wrap;gap:12px}"
-            ".fail,.error{color:#b00}.warn{color:#b60}.pass{color:#080}</style></head><body>"
-            f"<h1>Bias report card</h1><p>suite {html.escape(__version__)} · {html.escape(self.created)} · "
-            f"{html.escape(json.dumps(self.environment))}</p><ul>{verdicts}</ul><ul>{notes}</ul>"
-            f"{''.join(sections)}<h2>All layers</h2>{markdown_table}</body></html>"
-        )
+        return card_html(self)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         suffix = path.suffix.lower()
         if suffix == ".json":
-            text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+            text = json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"
         elif suffix == ".md":
             text = self.to_markdown()
         elif suffix == ".html":
             text = self.to_html()
         else:
             raise ValueError(f"{path}: unknown report format; use .md, .json or .html")
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
 
+
+GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin", "rule", "status"]
+BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "status"]
+CHANGE_HEADERS = ["model", "baseline", "benchmark", "layer", "metric", "increase [95% CI]", "bound", "status"]
+
+
+def _severity(status: str) -> int:
+    from bias_suite.gate import SEVERITY
+
+    return SEVERITY.get(status, 0)
+
+
+def spec_of_safe(metric: str) -> str | None:
+    try:
+        return spec_of(metric).family
+    except KeyError:
+        return None

@@ -21,6 +21,15 @@ QUESTIONS = (
 
 
 @pytest.fixture(scope="session")
+def bias_device_and_dtype(pytestconfig: pytest.Config):
+    """``(torch.device, torch.dtype)`` chosen by ``--device`` / ``--dtype`` (the gate's options), so this
+    repository's capture tests can also run on CUDA in bfloat16."""
+    from bias_suite.loading import resolve_device
+
+    return resolve_device(pytestconfig.option.bias_device, pytestconfig.option.bias_dtype)
+
+
+@pytest.fixture(scope="session")
 def load_tiny(bias_device_and_dtype):
     """``load_tiny(alias, attn_implementation="sdpa") -> LoadedModel``, one load per session and key.
 

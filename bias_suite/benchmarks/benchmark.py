@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from bias_suite.errors import BiasSuiteError, SeedError
+from bias_suite.errors import BiasSuiteError
+from bias_suite.options import validate_seed  # noqa: F401  (re-exported: the library's seed check)
 from bias_suite.inputs import Sample
 
 SOURCES = ("builtin", "tsv", "jsonl", "hf-dataset", "parquet")
 CONTENT_HASH_CHARS = 16
-SEED_LIMIT = 2**32  # seeds are 32-bit unsigned, what every RNG they reach (numpy, torch, Python) accepts
 
 
 class BenchmarkError(BiasSuiteError, ValueError):
@@ -131,23 +130,3 @@ def subsample_indices(size: int, n_samples: int | None, seed: int) -> list[int]:
         return list(range(size))
     chosen = np.random.default_rng(seed).permutation(size)[:n_samples]
     return sorted(int(i) for i in chosen)
-
-
-def validate_seed(seed: object) -> int:
-    """``seed`` as a plain int if it is an integer with ``0 <= seed < 2**32``, else a :class:`SeedError` naming it.
-
-    numpy would refuse a negative seed with a bare "expected non-negative integer" and silently accept
-    2**70; one range, checked here, keeps every seeded step (scenes, subsets, folds, bootstrap) reproducible
-    from the same number.
-    """
-    not_an_integer = f"seed {seed!r} is not an integer; pass a whole number with 0 <= seed < 2**32, e.g. 0"
-    if isinstance(seed, bool):
-        raise SeedError(not_an_integer)
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise SeedError(not_an_integer) from None
-    if not 0 <= value < SEED_LIMIT:
-        raise SeedError(f"seed {value} is out of range: a seed must satisfy 0 <= seed < 2**32 ({SEED_LIMIT}); "
-                        "pass e.g. 0")
-    return int(value)

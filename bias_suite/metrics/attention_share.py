@@ -67,9 +67,10 @@ def summarise(
     metrics = {}
     for name, values in means.items():
         replicates = (weights @ values) / totals
-        metrics[name] = with_interval(replicates[0], replicates[1:], bounds=METRICS[name].range)
+        metrics[name] = with_interval(replicates[0], replicates[1:], bounds=METRICS[name].range, keep_replicates=True)
     heads_fraction = (((weights @ head_share) / totals[:, None]) > VISUAL_HEAD_THRESHOLD).double().mean(1)
-    metrics["visual_heads_fraction"] = with_interval(heads_fraction[0], heads_fraction[1:], bounds=(0.0, 1.0))
+    metrics["visual_heads_fraction"] = with_interval(heads_fraction[0], heads_fraction[1:], bounds=(0.0, 1.0),
+                                                     keep_replicates=True)
     n_rows = sum(int(shares.visual_share.shape[0]) for shares in per_sample)
     return AttentionResult(layer, query_set, len(per_sample), n_rows, {name: metrics[name] for name in ATTENTION_METRICS})
 

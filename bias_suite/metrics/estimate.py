@@ -8,7 +8,7 @@ is recomputed from per-sample sufficient statistics weighted by ``w``. No token-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -19,11 +19,16 @@ CI_LEVEL = 0.95
 @dataclass(frozen=True)
 class Estimate:
     """A metric value with its percentile bootstrap interval (``ci_low``/``ci_high`` are None for
-    quantities that have no interval, e.g. a permutation p-value)."""
+    quantities that have no interval, e.g. a permutation p-value).
+
+    ``replicates``: the bootstrap replicates behind the interval, kept for pooled results so that a later
+    run on the same samples and seed can be compared replicate by replicate (a paired bootstrap).
+    """
 
     value: float
     ci_low: float | None = None
     ci_high: float | None = None
+    replicates: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -64,6 +69,7 @@ def with_interval(
     replicates: Tensor,
     level: float = CI_LEVEL,
     bounds: tuple[float, float] = (-math.inf, math.inf),
+    keep_replicates: bool = False,
 ) -> Estimate:
     """``Estimate`` of ``value`` with a bootstrap interval from ``replicates`` (``[n_replicates]``).
 
@@ -76,10 +82,11 @@ def with_interval(
     """
     replicates = replicates.to(torch.float64)
     value = float(value)
+    kept = tuple(replicates.tolist()) if keep_replicates else None
     alpha = (1.0 - level) / 2
     finite = replicates[torch.isfinite(replicates)]
     if finite.numel() == 0 or not math.isfinite(value):
-        return Estimate(value, float("nan"), float("nan"))
+        return Estimate(value, float("nan"), float("nan"), kept)
     low, middle, high = torch.quantile(finite, torch.tensor([alpha, 0.5, 1 - alpha], dtype=torch.float64)).tolist()
     shift = value - middle
-    return Estimate(value, min(max(low + shift, bounds[0]), value), max(min(high + shift, bounds[1]), value))
+    return Estimate(value, min(max(low + shift, bounds[0]), value), max(min(high + shift, bounds[1]), value), kept)

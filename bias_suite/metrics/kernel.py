@@ -14,9 +14,11 @@ tokens each sample keeps (the token cap):
 * ``intra_image`` = ``2 (W_I − K_II)`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^I): how much the
   image keys of two different images differ. ``intra_text`` likewise.
 * ``inter`` = ``W_I + W_T − 2 K_IT`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^T), and
-  ``ratio`` = ``inter / max(intra_image, intra_text)``: 1 when the modalities are exchangeable, large
-  when image keys of any image differ from text keys far more than images differ among themselves
-  (the paper's "orders of magnitude"). Undefined (NaN) when neither modality varies between samples.
+  ``ratio`` = ``inter / max(intra_image, intra_text, inter / 1000)``: 1 when the modalities are
+  exchangeable, large when image keys of any image differ from text keys far more than images differ
+  among themselves (the paper's "orders of magnitude"), at most 1000 (between-image variation below a
+  thousandth of the inter-modal divergence cannot be told from zero). Undefined (NaN) only when neither
+  modality varies between samples and they do not differ either.
 
 Mechanism: the ``n × n`` kernel of each head is evaluated once, in row chunks, and reduced to the
 ``[G, G]`` matrix of block means (``G = 2 · n_samples``); bootstrap replicates (sample weights) and
@@ -179,8 +181,10 @@ def kernel_statistics(block_means: Tensor, layout: TokenLayout, sample_weights: 
     w_t = _within_mean(means, sizes > 1, text_weights)
     intra_image, intra_text = 2 * (w_i - k_ii), 2 * (w_t - k_tt)
     inter = w_i + w_t - 2 * k_it
-    largest_intra = torch.maximum(intra_image, intra_text)
-    ratio = torch.where(largest_intra > 0, inter.clamp_min(0) / largest_intra, torch.full_like(inter, float("nan")))
+    # Between-image variation below 1/RATIO_CAP of the inter-modal divergence reads as the cap: the
+    # estimate of a vanishing denominator is noise (it may even come out negative).
+    denominator = torch.maximum(torch.maximum(intra_image, intra_text), inter / RATIO_CAP)
+    ratio = torch.where(denominator > 0, inter.clamp_min(0) / denominator, torch.full_like(inter, float("nan")))
     return {"mmd2": k_ii + k_tt - 2 * k_it, "intra_image": intra_image, "intra_text": intra_text,
             "inter": inter, "ratio": ratio}
 
@@ -201,6 +205,7 @@ def flipped_mmd2(block_means: Tensor, layout: TokenLayout, flips: Tensor) -> Ten
             - 2 * _pair_mean(means, weights_a, weights_b))
 
 
+RATIO_CAP = 1000.0
 TIE_TOLERANCE = 1e-6  # relative: the float32 kernel cannot order values closer than this
 
 

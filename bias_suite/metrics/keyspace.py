@@ -216,7 +216,7 @@ def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> 
             column = values.nanmean(-1) if head is None else values[:, head]  # pooled: heads where defined
             if name == "mmd2_pvalue":
                 continue
-            metrics[name] = with_interval(column[0], column[1:], bounds=METRICS[name].range)
+            metrics[name] = with_interval(column[0], column[1:], bounds=METRICS[name].range, keep_replicates=head is None)
         if head is None:
             observed = statistics["mmd2"][0].mean()[None]
             null = statistics["_mmd2_null"].mean(-1, keepdim=True)

@@ -191,7 +191,7 @@ def _kernel(keys, layout: TokenLayout, weights, flips, config):
         intra_image.append(2 * (w_i - k_ii))
         intra_text.append(2 * (w_t - k_tt))
         inter.append(w_i + w_t - 2 * k_it)
-        largest = max(intra_image[-1], intra_text[-1])
+        largest = max(intra_image[-1], intra_text[-1], inter[-1] / kernel.RATIO_CAP)
         ratio.append(max(inter[-1], 0.0) / largest if largest > 0 else np.nan)
     ones = np.ones(n_samples)
     null = []

@@ -76,8 +76,9 @@ _KEYSPACE = (
     _spec("inter", KEYSPACE, "mean MMD² between the image keys of one sample and the text keys of another",
           "W_I + W_T − 2 K_IT, same kernel as mmd2", None, -_INF, _INF, gateable=False),
     _spec("ratio", KEYSPACE, "inter ÷ max(intra_image, intra_text): 1 when the modalities are exchangeable",
-          "ratio of U-statistic means over pairs of distinct samples (population quantity; NaN when neither "
-          "modality varies between samples)", HIGHER_IS_WORSE, 0.0, _INF, gateable=True),
+          "ratio of U-statistic means over pairs of distinct samples (a population quantity), the denominator "
+          "at least inter / 1000, so at most 1000; NaN when the modalities neither vary nor differ",
+          HIGHER_IS_WORSE, 0.0, 1000.0, gateable=True),
     _spec("centroid_cosine", KEYSPACE, "cosine of the mean image key and the mean text key",
           "cosine of the class means from per-sample mean keys, every dot product averaged over pairs of "
           "distinct samples (no noise-squared inflation of the norms)", LOWER_IS_WORSE, -1.0, 1.0, gateable=True),

@@ -1,4 +1,4 @@
-"""Fixtures for plugin tests: a pytester folder holding the gate tests, and separated checkpoints."""
+"""Fixtures for plugin tests: a pytester runner for the gate, and checkpoints with known separation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.planted import build_separated_llava
+from tests.plugin.planted import build_separated_llava
 
-GATE_TESTS = Path(__file__).parents[1] / "gate" / "test_bias_gate.py"
 FAST = ("-p", "no:cacheprovider", "--samples", "6", "--benchmark", "shapes", "-q")
 
 
@@ -21,8 +20,8 @@ def separated_checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def gate(pytester):
-    """``gate(*args, subprocess=False)``: run the bias gate tests in a fresh folder with ``args``."""
-    pytester.makepyfile(test_gate=GATE_TESTS.read_text())
+    """``gate(*args, subprocess=False)``: run pytest with the bias gate's options in a fresh folder (the
+    plugin adds the gate's items itself; the folder holds no test file)."""
 
     def run(*args, subprocess: bool = False):
         runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest

@@ -1,8 +1,13 @@
-"""One measurement run without pytest: models × benchmarks × layers → metric estimates.
+"""Measuring without pytest: models × benchmarks × layers → metric estimates.
 
-``ModelUnderTest(spec, settings)`` loads a model once; ``.on(benchmark)`` extracts every chosen
-layer of every sample once (one batched prefill per batch) and caches the key-space and attention
-statistics per layer, so a notebook, the CLI and the pytest gate all get the same numbers.
+``ModelUnderTest(spec, settings)`` loads a model once; ``.on(benchmark)`` extracts every chosen layer of
+every sample once (one batched prefill per batch) and computes the key-space statistics of all layers
+in one batch on the model's device, and the attention summaries per layer, so a notebook and the
+pytest gate get the same numbers::
+
+    model = ModelUnderTest("tiny-llava", RunSettings(layers="every:2"))
+    measurement = model.on(load_benchmark("shapes", n_samples=16))
+    measurement.keyspace(2)[-1].metrics["mmd2"]    # pooled over KV heads: Estimate(value, ci_low, ci_high)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from bias_suite.capture import CaptureConfig, DecoderGeometry, SampleCapture, de
 from bias_suite.extraction import extract
 from bias_suite.inputs import answer_token_count
 from bias_suite.layers import LayerSelector
+from bias_suite.options import RunSettings
 from bias_suite.loading import LoadedModel, load_model
 from bias_suite.metrics import (
     AttentionResult,
@@ -29,28 +35,8 @@ from bias_suite.metrics import (
 )
 
 
-@dataclass(frozen=True)
-class SuiteSettings:
-    """How a run measures. Plain values, so they travel to pytest-xdist workers unchanged."""
-
-    layers: str = "all"
-    n_samples: int | None = 16  # per benchmark (seeded subset); None: all
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    max_tokens_per_modality: int | None = 64  # pre-RoPE key rows kept per sample and modality
-    n_bootstrap: int = 200
-    n_permutations: int = 200
-    batch_size: int = 4
-
-    @property
-    def layer_selector(self) -> LayerSelector:
-        return LayerSelector.parse(self.layers)
-
-    @property
-    def keyspace_config(self) -> KeySpaceConfig:
-        return KeySpaceConfig(n_bootstrap=self.n_bootstrap, n_permutations=self.n_permutations, seed=self.seed)
+def keyspace_config(settings: RunSettings) -> KeySpaceConfig:
+    return KeySpaceConfig(n_bootstrap=settings.n_bootstrap, n_permutations=settings.n_permutations, seed=settings.seed)
 
 
 def environment(loaded: LoadedModel | None = None) -> dict[str, str]:
@@ -71,14 +57,19 @@ def environment(loaded: LoadedModel | None = None) -> dict[str, str]:
 class ModelUnderTest:
     """A loaded model with its chosen layers; measurements cached per benchmark. Read-only for users."""
 
-    def __init__(self, spec: str, settings: SuiteSettings, device: str | None = None):
+    def __init__(self, spec: str, settings: RunSettings = RunSettings(), device: str | None = None,
+                 statistics_threads: int | None = None):
+        """statistics_threads: CPU threads of the key-space statistics (default: torch's thread count now);
+        results do not depend on it."""
         self.spec = spec
         self.settings = settings
+        self.statistics_threads = statistics_threads or torch.get_num_threads()
         self.loaded = load_model(spec, device=device or settings.device, dtype=settings.dtype,
-                                 trust_remote_code=settings.trust_remote_code)
+                                 trust_remote_code=settings.trust_remote_code,
+                                 allow_incomplete_weights=settings.allow_incomplete_weights)
         self.geometry: DecoderGeometry = decoder_geometry(self.loaded.model)
         self.statistics_device = next(self.loaded.model.parameters()).device
-        self.layers = settings.layer_selector.resolve(self.geometry.n_layers, spec)
+        self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, spec)
         self._measurements: dict[str, Measurement] = {}
 
     def on(self, benchmark: Benchmark, progress=None) -> "Measurement":
@@ -140,7 +131,8 @@ class Measurement:
                      for capture, (image_rows, text_rows) in zip(self.captures, selections)]
             keys[layer] = (torch.cat([image for image, _ in parts]).to(device),
                            torch.cat([text for _, text in parts]).to(device))
-        return keyspace_metrics_by_layer(keys, image_ids, text_ids, self.model.settings.keyspace_config)
+        return keyspace_metrics_by_layer(keys, image_ids, text_ids, keyspace_config(self.model.settings),
+                                         threads=self.model.statistics_threads)
 
     def attention(self, layer: int) -> dict[str, AttentionResult]:
         """Attention-share statistics at ``layer`` for each query set the benchmark supports."""
@@ -154,28 +146,37 @@ class Measurement:
                                       for name, shares in per_set.items()}
         return self._attention[layer]
 
-    def projection(self, layer: int, max_points: int = 150) -> dict[str, list[list[float]]]:
-        """Pre-RoPE keys of ``layer`` (all KV heads concatenated) on their top-2 principal components,
-        at most ``max_points`` per modality (seeded subsample): ``{"image": [[x, y], …], "text": …}``."""
+    def projection(self, layer: int, max_points: int = 150) -> dict[str, object]:
+        """Pre-RoPE keys of ``layer`` (all KV heads concatenated), at most ``max_points`` per modality
+        (seeded subsample), on their top-2 principal components and embedded by t-SNE (as the paper
+        shows them): ``{"pca": {"image": [[x, y], …], "text": …}, "tsne": {…}}``."""
+        from sklearn.manifold import TSNE
+
         image, text = [], []
         for capture, n_answer in zip(self.captures, self.answer_tokens):
             rows = self._prompt_key_rows(capture, n_answer)
-            keys = capture.layers[layer].pre_rope_keys[rows].flatten(1)
+            keys = capture.layers[layer].pre_rope_keys[rows].flatten(1).double()
             mask = capture.image_mask[capture.key_positions[rows]]
             image.append(keys[mask])
             text.append(keys[~mask])
-        image_keys, text_keys = torch.cat(image).double(), torch.cat(text).double()
-        pooled = torch.cat([image_keys, text_keys])
-        centre = pooled.mean(0)
-        _, _, vh = torch.linalg.svd(pooled - centre, full_matrices=False)
-        plane = vh[:2].T
         generator = torch.Generator().manual_seed(self.model.settings.seed)
+        chosen = [keys[torch.randperm(keys.shape[0], generator=generator)[:max_points].sort().values]
+                  for keys in (torch.cat(image), torch.cat(text))]
+        pooled = torch.cat(chosen)
+        centred = pooled - pooled.mean(0)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        pca = centred @ vh[:2].T
+        components = centred @ vh[: min(50, vh.shape[0])].T  # t-SNE on the top principal components
+        perplexity = float(min(30, max(2, pooled.shape[0] // 4)))
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=self.model.settings.seed,
+                    n_jobs=1).fit_transform(components.numpy())
+        n_image = chosen[0].shape[0]
 
-        def points(keys: torch.Tensor) -> list[list[float]]:
-            chosen = torch.randperm(keys.shape[0], generator=generator)[:max_points].sort().values
-            return [[round(x, 5) for x in row] for row in ((keys[chosen] - centre) @ plane).tolist()]
+        def split(points) -> dict[str, list[list[float]]]:
+            rows = [[round(float(x), 5) for x in row] for row in points.tolist()]
+            return {"image": rows[:n_image], "text": rows[n_image:]}
 
-        return {"image": points(image_keys), "text": points(text_keys)}
+        return {"pca": split(pca), "tsne": split(torch.as_tensor(tsne))}
 
     @cached_property
     def behaviour(self) -> dict[str, object]:

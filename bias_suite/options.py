@@ -1,0 +1,146 @@
+"""The gate's options as plain values, and their validators — importable without torch or transformers.
+
+The pytest plugin registers these options and validates them at parse time (a bad ``--layers`` fails
+before any model loads); the same validators serve the library. Values stay plain strings and numbers
+so pytest-xdist can send them to workers.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bias_suite.errors import LayerSelectionError, SeedError
+from bias_suite.layers import LayerSelector
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+BUILTIN_BENCHMARK_NAMES = ("photos", "shapes", "text-in-image", "conflict")  # bias_suite.benchmarks.BUILTIN_BENCHMARKS
+DEFAULT_BENCHMARKS = ("photos", "shapes", "conflict")
+DEFAULT_SAMPLES = 16
+DEFAULT_TOKEN_CAP = 64
+REPORT_SUFFIXES = (".md", ".json", ".html")
+SEED_LIMIT = 2**32
+_CUDA_INDEX = re.compile(r"cuda:([0-9]+)")
+
+
+def parse_device(value: str) -> str:
+    """A device as given: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``N`` a GPU index, 0 or more).
+
+    Whether that GPU exists is checked when a model loads, not here, so options can be validated on a
+    machine without one. Leading zeros are dropped (``cuda:01`` → ``cuda:1``).
+    """
+    if value in ("auto", "cpu", "cuda"):
+        return value
+    match = _CUDA_INDEX.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"device {value!r} is not a device: use {DEVICE_CHOICES} (N a GPU index: 0, 1, ...)")
+    return f"cuda:{int(match[1])}"
+
+
+def parse_dtype(value: str) -> str:
+    if value == "auto" or value in DTYPE_NAMES:
+        return value
+    raise ValueError(f"dtype {value!r} is not a dtype: use auto, {', '.join(DTYPE_NAMES)}")
+
+
+def validate_seed(seed: object) -> int:
+    """``seed`` as a plain int if it is an integer with ``0 <= seed < 2**32``, else a :class:`SeedError` naming it.
+
+    numpy would refuse a negative seed with a bare "expected non-negative integer" and silently accept
+    2**70; one range, checked here, keeps every seeded step (scenes, subsets, folds, bootstrap) reproducible
+    from the same number.
+    """
+    not_an_integer = f"seed {seed!r} is not an integer; pass a whole number with 0 <= seed < 2**32, e.g. 0"
+    if isinstance(seed, bool):
+        raise SeedError(not_an_integer)
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise SeedError(not_an_integer) from None
+    if not 0 <= value < SEED_LIMIT:
+        raise SeedError(f"seed {value} is out of range: a seed must satisfy 0 <= seed < 2**32 ({SEED_LIMIT}); "
+                        "pass e.g. 0")
+    return int(value)
+
+
+def parse_layers(value: str) -> str:
+    return LayerSelector.parse(value).text
+
+
+def parse_benchmark(value: str) -> str:
+    if value in BUILTIN_BENCHMARK_NAMES or Path(value).exists():
+        return value
+    raise ValueError(f"unknown benchmark {value!r}: not a built-in ({', '.join(BUILTIN_BENCHMARK_NAMES)}) "
+                     "and no such file or folder")
+
+
+def parse_positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return number
+
+
+def parse_report_path(value: str) -> str:
+    if Path(value).suffix.lower() not in REPORT_SUFFIXES:
+        raise ValueError(f"{value!r}: the report format comes from the suffix: {', '.join(REPORT_SUFFIXES)}")
+    return value
+
+
+def unwritable(path: Path, directory: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``directory`` a folder) could not be written, or None when it can.
+
+    Checked before any model loads, so a run never measures for an hour and then loses its card."""
+    path = Path(path)
+    target = path if directory else path.parent
+    existing = target
+    while not existing.exists():
+        if existing.parent == existing:
+            return f"{path}: no part of its folder exists"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path}: {existing} is not writable"
+    if not directory and path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
+        return f"{path}: {'is a folder' if path.is_dir() else 'exists and is not writable'}"
+    return None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run measures. Plain values, so they travel to pytest-xdist workers unchanged, and are
+    recorded in threshold files (a bound depends on them)."""
+
+    layers: str = "all"
+    n_samples: int | None = DEFAULT_SAMPLES  # per benchmark (seeded subset); None: all
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_incomplete_weights: bool = False
+    max_tokens_per_modality: int | None = DEFAULT_TOKEN_CAP  # pre-RoPE key rows kept per sample and modality
+    n_bootstrap: int = 200
+    n_permutations: int = 200
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        try:
+            LayerSelector.parse(self.layers)
+        except LayerSelectionError as error:
+            raise ValueError(str(error)) from None
+        validate_seed(self.seed)
+        parse_device(self.device)
+        parse_dtype(self.dtype)
+
+    def recorded(self) -> dict[str, int | None]:
+        """The settings a bound depends on, as a threshold file records them."""
+        return {"n_samples": self.n_samples, "max_tokens_per_modality": self.max_tokens_per_modality,
+                "seed": self.seed}
