@@ -169,6 +169,10 @@ class ReportCard:
                         + (", provisional" if info.get("provisional") else "") + ")") if info else "no threshold file"
             lines.append(f"{model}: {verdicts[model]} ({counts['fail']} fail, {counts['warn']} warn, "
                          f"{counts['error']} error, {counts['pass']} pass; gated by {gated_by})")
+            gaps = next((m.get("incomplete_weights") for m in self.models if m.get("spec") == model), None)
+            if gaps:
+                lines.append(f"{model}: loaded with --allow-incomplete-weights: {len(gaps)} weight(s) did not match the "
+                             f"checkpoint and were filled at random ({', '.join(gaps[:3])}{'…' if len(gaps) > 3 else ''})")
         return lines
 
     def notes(self) -> list[str]:
@@ -210,8 +214,8 @@ class ReportCard:
             "environment": {key: self.environment.get(key) for key in ENVIRONMENT_KEYS},
             "settings": self.settings,
             "thresholds": [{"model": model, **info} for model, info in self.thresholds.items()],
-            "models": [{key: model.get(key) for key in ("spec", "model_type", "revision", "n_layers", "config_hash")}
-                       for model in self.models],
+            "models": [{key: model.get(key) for key in ("spec", "model_type", "revision", "n_layers", "config_hash",
+                                                        "incomplete_weights")} for model in self.models],
             "benchmarks": list(self.benchmarks),
             "verdicts": self.verdicts(),
             "results": [row.to_json() for row in self.rows],

@@ -145,7 +145,8 @@ class GateSession:
         info = model.loaded.info
         context = {
             "model": {"spec": case.model, "model_type": info.model_type, "revision": info.revision, "n_layers": n_layers,
-                      "config_hash": info.config_hash, "missing_weights": list(info.missing_weights)},
+                      "config_hash": info.config_hash,
+                      "incomplete_weights": [*info.missing_weights, *info.unexpected_weights, *info.mismatched_weights]},
             "benchmark": {"name": case.benchmark, "n_samples": benchmark.size, "hash": benchmark.content_hash},
             "threshold": {"model": case.model, "file": display_path(selection.file.path),
                           "label": selection.file.name if selection.file.is_packaged_default else
