@@ -84,12 +84,13 @@ def _parse_seed(value: str) -> int:
 
 
 def _add(group, name: str, **kwargs) -> None:
-    """Register ``--bias-NAME`` and, unless another plugin owns it, ``--NAME``."""
+    """Register ``--bias-NAME`` and, unless a plugin loaded before bias-suite owns it, ``--NAME`` (load a
+    plugin that defines e.g. ``--device`` first, with ``-p``, and bias-suite keeps ``--bias-device``)."""
     prefixed = name if name.startswith("--bias-") else "--bias-" + name.removeprefix("--")
     names = [prefixed] if name == prefixed else [name, prefixed]
     try:
         group.addoption(*names, **kwargs)
-    except ValueError:  # the short spelling is taken
+    except (ValueError, argparse.ArgumentError):  # the short spelling is taken
         group.addoption(prefixed, **kwargs)
 
 
