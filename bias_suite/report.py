@@ -28,14 +28,24 @@ TERMINAL_GATED_ROWS = 20  # gated rows the terminal lists (worst margin first); 
 ENVIRONMENT_KEYS = ("python", "torch", "transformers", "device", "dtype", "attn_implementation")
 
 
+def format_number(value: float, sign: bool = False) -> str:
+    """Three significant digits; no exponent from 1000 to 99999 (a ratio at its cap reads ``1000``, not
+    ``1e+03``) and no negative zero. ``sign``: always show ``+`` or ``-``."""
+    plus = "+" if sign else ""
+    text = f"{value + 0.0:{plus}.3g}"  # + 0.0: -0.0 → 0.0
+    if "e+03" in text or "e+04" in text:
+        text = f"{float(text):{plus}.0f}"
+    return text
+
+
 def format_estimate(row: ResultRow | None) -> str:
     if row is None:
         return "—"
     if row.value is None or not math.isfinite(row.value):
         return "undefined" if row.status == "unchecked" else "error"
-    text = f"{row.value:.3g}"
+    text = format_number(row.value)
     if row.ci and all(map(math.isfinite, row.ci)):
-        text += f" [{row.ci[0]:.3g}, {row.ci[1]:.3g}]"
+        text += f" [{format_number(row.ci[0])}, {format_number(row.ci[1])}]"
     return text + (" *" if row.gated else "")
 
 
@@ -143,7 +153,7 @@ class ReportCard:
         return [[row.model, row.benchmark, "" if row.layer is None else row.layer, f"{row.metric} {arrow(row.metric)}",
                  format_estimate(row).removesuffix(" *"),
                  "" if row.bound is None else Bound(row.bound, row.direction).describe(),
-                 "" if row.margin is None or not math.isfinite(row.margin) else f"{row.margin:+.3g}",
+                 "" if row.margin is None or not math.isfinite(row.margin) else format_number(row.margin, sign=True),
                  row.rule or "", row.status + (f": {row.message}" if row.message else "")] for row in shown]
 
     def behaviour_rows(self) -> list[list[object]]:
@@ -153,9 +163,10 @@ class ReportCard:
     def change_rows(self) -> list[list[object]]:
         rows = []
         for change in self.changes:
-            ci = f" [{change.ci[0]:+.3g}, {change.ci[1]:+.3g}]" if change.ci else ""
+            ci = f" [{format_number(change.ci[0], sign=True)}, {format_number(change.ci[1], sign=True)}]" if change.ci else ""
+            increase = format_number(change.increase, sign=True) + ci
             rows.append([change.model, change.baseline_model, change.benchmark,
-                         "" if change.layer is None else change.layer, change.metric, f"{change.increase:+.3g}{ci}",
+                         "" if change.layer is None else change.layer, change.metric, increase,
                          "" if change.bound is None else f"≤ {change.bound:g}", change.status])
         return rows
 

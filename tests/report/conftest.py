@@ -1,0 +1,18 @@
+"""Fixtures for the report card's tests: the synthetic card, its suite version normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from bias_suite.report import ReportCard
+from tests.report.synthetic import synthetic_card
+
+GOLDEN_VERSION = "0.0.0+golden"
+
+
+@pytest.fixture
+def card(monkeypatch) -> ReportCard:
+    """The synthetic card; the suite version it prints is ``GOLDEN_VERSION`` for the whole test, so the
+    golden files do not change with the installed version."""
+    monkeypatch.setattr("bias_suite.report.__version__", GOLDEN_VERSION)
+    return synthetic_card()
