@@ -113,21 +113,35 @@ def sink_mask(max_abs: Tensor, image_mask: Tensor, valid: Tensor, first_token: T
 
 
 def attention_logits(
-    queries: Tensor, keys: Tensor, query_positions: Tensor, scaling: float, sliding_window: int | None = None
+    queries: Tensor,
+    keys: Tensor,
+    query_positions: Tensor,
+    scaling: float,
+    sliding_window: int | None = None,
+    visible: Tensor | None = None,
 ) -> Tensor:
-    """Scaled scores ``q·k · scaling`` with invisible keys (causal, sliding window) set to ``-inf``.
+    """Scaled scores ``q·k · scaling`` with invisible keys set to ``-inf``.
 
     queries: ``[n_rows, n_heads, head_dim]`` post-RoPE; keys: ``[n_tokens, n_kv_heads, head_dim]``
-    post-RoPE; query_positions: ``[n_rows]`` token index of each query row.
-    Returns ``[n_rows, n_heads, n_tokens]`` float32.
+    post-RoPE; query_positions: ``[n_rows]`` token index of each query row. visible: ``[n_rows, n_tokens]``
+    bool, the keys each row may see — pass :attr:`bias_suite.capture.LayerCapture.visible` (the model's own
+    mask: bidirectional image blocks and prefixes, chunks, sliding windows); without it, the causal rule
+    (plus ``sliding_window``). Returns ``[n_rows, n_heads, n_tokens]`` float32.
     """
     scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling).transpose(0, 1)  # [R, H, n]
-    visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
-    return scores.masked_fill(~visible[:, None, :], float("-inf"))
+    if visible is None:
+        visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
+    return scores.masked_fill(~visible.to(keys.device)[:, None, :], float("-inf"))
 
 
 def attention_rows(
-    queries: Tensor, keys: Tensor, query_positions: Tensor, scaling: float, sliding_window: int | None = None
+    queries: Tensor,
+    keys: Tensor,
+    query_positions: Tensor,
+    scaling: float,
+    sliding_window: int | None = None,
+    visible: Tensor | None = None,
 ) -> Tensor:
-    """Attention probabilities of the selected rows: ``[n_rows, n_heads, n_tokens]`` float32, rows sum to 1."""
-    return torch.softmax(attention_logits(queries, keys, query_positions, scaling, sliding_window), dim=-1)
+    """Attention probabilities of the selected rows: ``[n_rows, n_heads, n_tokens]`` float32, rows sum to 1.
+    Arguments as :func:`attention_logits`."""
+    return torch.softmax(attention_logits(queries, keys, query_positions, scaling, sliding_window, visible), dim=-1)

@@ -35,6 +35,11 @@ class CaptureError(BiasSuiteError):
     """Capture cannot do what was asked (unsupported attention feature, missing model input, ...)."""
 
 
+class CaptureSelfCheckError(CaptureError):
+    """Capture disagrees with the model's own forward (positions, post-RoPE keys or logits): the numbers
+    would be silently wrong for this family."""
+
+
 class IncompleteCheckpointError(BiasSuiteError):
     """A checkpoint's weights do not cover the model: some are missing, unexpected or of the wrong shape, so
     transformers would re-initialise them at random."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from bias_suite.capture import BatchCapture, CaptureConfig, SampleCapture, capture_batch
 from bias_suite.inputs import Sample, encode_batch
@@ -17,11 +18,14 @@ def extract(
     batch_size: int = 4,
     append_answers: bool = False,
     progress: Callable[[int], None] | None = None,
+    self_check: bool = True,
 ) -> tuple[SampleCapture, ...]:
     """Captured tensors for every sample, in order. Only one batch lives on the device at a time.
 
     append_answers: teacher-force each sample's answer after its prompt (for answer query rows).
     progress: called with the number of samples done after each batch (e.g. a progress bar's update).
+    self_check: run the first batch also through the model's own forward and raise if positions, post-RoPE
+        keys or logits disagree with the capture (:mod:`bias_suite.selfcheck`; one extra prefill).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
@@ -33,7 +37,8 @@ def extract(
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
         inputs = encode_batch(loaded.processor, batch, device, dtype, append_answers)
-        result: BatchCapture = capture_batch(loaded.model, inputs, [s.sample_id for s in batch], config)
+        checked = replace(config, self_check=self_check and start == 0)
+        result: BatchCapture = capture_batch(loaded.model, inputs, [s.sample_id for s in batch], checked)
         captured.extend(result.samples)
         if progress is not None:
             progress(len(batch))

@@ -74,7 +74,7 @@ def encode_batch(
     With ``append_answers`` each sample's answer follows its prompt (see :func:`prompt_text`).
     """
     encoded = processor(
-        images=[sample.image.convert("RGB") for sample in samples],
+        images=[[sample.image.convert("RGB")] for sample in samples],  # one image per prompt
         text=[prompt_text(processor, sample, append_answers) for sample in samples],
         padding=True,
         return_tensors="pt",

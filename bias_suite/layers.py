@@ -8,6 +8,7 @@ layer count later. The same syntax is used by ``--layers`` and by threshold file
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bias_suite.errors import LayerSelectionError
@@ -39,11 +40,30 @@ class LayerSelector:
                 raise LayerSelectionError(f"{part!r}: the step of every:N must be >= 1")
         return cls(text.strip(), parts)
 
-    def resolve(self, n_layers: int, model_name: str = "the model") -> tuple[int, ...]:
-        """Sorted, de-duplicated layer indices in ``0 … n_layers − 1``; out-of-range indices raise."""
+    def resolve(self, n_layers: int, model_name: str = "the model",
+                attention_layers: Sequence[int] | None = None) -> tuple[int, ...]:
+        """Sorted, de-duplicated layer indices in ``0 … n_layers − 1``; out-of-range indices raise.
+
+        attention_layers: the layers that have self-attention, when not all do (hybrid decoders with
+        linear-attention, convolution or cross-attention layers). ``all``, ``every:N`` and the thirds then
+        count self-attention layers only (``every:2`` is every other one of them), a range keeps those
+        inside it, and an explicit index of another layer raises.
+        """
+        attention = list(range(n_layers) if attention_layers is None else sorted(attention_layers))
         chosen: set[int] = set()
         for part in self.parts:
-            chosen.update(self._resolve_part(part, n_layers, model_name))
+            if _INDEX.match(part) or _RANGE.match(part):
+                layers = set(self._resolve_part(part, n_layers, model_name))
+                if _INDEX.match(part) and not layers <= set(attention):
+                    raise LayerSelectionError(
+                        f"layer {part} of {model_name} has no self-attention: keys exist only in layers {attention}")
+                layers &= set(attention)
+                if not layers:
+                    raise LayerSelectionError(f"layer range {part!r} of {model_name} holds no self-attention layer "
+                                              f"(self-attention layers: {attention})")
+            else:
+                layers = {attention[i] for i in self._resolve_part(part, len(attention), model_name)}
+            chosen.update(layers)
         return tuple(sorted(chosen))
 
     def resolve_within(self, n_layers: int) -> tuple[int, ...]:

@@ -211,12 +211,24 @@ def load_model(
     return LoadedModel(model=model, processor=processor, info=_model_info(spec, resolved, model, gaps))
 
 
+@dataclass(frozen=True)
+class SpecDescription:
+    """What a model spec's config says, without weights."""
+
+    model_type: str
+    n_layers: int  # decoder layers
+    attention_layers: tuple[int, ...]  # decoder layers with self-attention (hybrid decoders have others)
+
+
 def describe_spec(
     spec: str, trust_remote_code: bool = False, revision: str | None = None,
     hub_timeout_seconds: float = HUB_TIMEOUT_SECONDS,
-) -> tuple[str, int]:
-    """``(model_type, decoder layer count)`` from the config alone — no weights are loaded, so test
-    collection can parametrize over layers cheaply. Raises like :func:`load_model` on a bad spec."""
+) -> SpecDescription:
+    """The model's family and decoder layers from its config alone — the model is built on the ``meta``
+    device (no memory, a fraction of a second for a 13B model), so test collection can parametrize over
+    layers cheaply. Raises like :func:`load_model` on a bad spec."""
+    from bias_suite.decoder import decoder_geometry  # imports transformers internals; keep it local
+
     resolved = resolve_spec(spec)
     if resolved.source == "shape":
         config = shape_config(spec)[0]
@@ -224,8 +236,13 @@ def describe_spec(
         route = hub_route(spec, resolved.source == "hub", revision, hub_timeout_seconds)
         with hub_timeouts(hub_timeout_seconds):
             config = _load_config(spec, resolved, route, trust_remote_code)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return config.model_type, int(text_config.num_hidden_layers)
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError as error:
+        raise NotImageTextToTextError(f"{spec}: {error}") from error
+    geometry = decoder_geometry(skeleton)
+    return SpecDescription(config.model_type, geometry.n_layers, geometry.attention_layers)
 
 
 # --- config and weights ----------------------------------------------------------------------------------------

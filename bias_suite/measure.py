@@ -69,7 +69,8 @@ class ModelUnderTest:
                                  allow_incomplete_weights=settings.allow_incomplete_weights)
         self.geometry: DecoderGeometry = decoder_geometry(self.loaded.model)
         self.statistics_device = next(self.loaded.model.parameters()).device
-        self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, spec)
+        self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, spec,
+                                                                   self.geometry.attention_layers)
         self._measurements: dict[str, Measurement] = {}
 
     def on(self, benchmark: Benchmark, progress=None) -> "Measurement":

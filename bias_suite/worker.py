@@ -18,7 +18,7 @@ from pathlib import Path
 from bias_suite.benchmarks import Benchmark, load_benchmark
 from bias_suite.gate import Gauge, ResultRow
 from bias_suite.layers import LayerSelector
-from bias_suite.loading import describe_spec
+from bias_suite.loading import SpecDescription, describe_spec
 from bias_suite.measure import ModelUnderTest, environment
 from bias_suite.options import RunSettings
 from bias_suite.thresholds import Selection, select_threshold_file
@@ -62,15 +62,15 @@ class GateSession:
         self.settings, self.thresholds_location, self.worker = settings, thresholds, worker
         self.projections = projections
         self.statistics_threads = _torch_threads()  # before measuring pins the model's own work to one thread
-        self._described: dict[str, tuple[str, int]] = {}
+        self._described: dict[str, SpecDescription] = {}
         self._benchmarks: dict[str, Benchmark] = {}
         self._loaded: dict[str, ModelUnderTest] = {}
         self._selections: dict[str, Selection] = {}
 
     # ------------------------------------------------------------------ what the run consists of
 
-    def describe(self, model: str) -> tuple[str, int]:
-        """``(model_type, decoder layers)`` from the config alone."""
+    def describe(self, model: str) -> SpecDescription:
+        """The model's family and layers from its config alone."""
         if model not in self._described:
             self._described[model] = describe_spec(model, self.settings.trust_remote_code)
         return self._described[model]
@@ -81,7 +81,8 @@ class GateSession:
         return self._benchmarks[name]
 
     def layers(self, model: str) -> tuple[int, ...]:
-        return LayerSelector.parse(self.settings.layers).resolve(self.describe(model)[1], model)
+        described = self.describe(model)
+        return LayerSelector.parse(self.settings.layers).resolve(described.n_layers, model, described.attention_layers)
 
     def cases(self) -> list[Case]:
         """Every case of the run, in a stable order: key separation, attention share, then behaviour."""
@@ -96,14 +97,14 @@ class GateSession:
     def selection(self, spec: str) -> Selection:
         """The threshold file that gates ``spec`` and how it was chosen."""
         if spec not in self._selections:
-            model_type, _ = self.describe(spec)
+            model_type = self.describe(spec).model_type
             names = [spec, os.path.basename(spec.rstrip("/"))]
             self._selections[spec] = select_threshold_file(self.thresholds_location, model_type, names)
         return self._selections[spec]
 
     def unreachable_rules(self, spec: str) -> list[str]:
         """Rules of the model's file whose layers the model does not have (a rule that covers nothing)."""
-        return self.selection(spec).file.unreachable_rules(self.describe(spec)[1])
+        return self.selection(spec).file.unreachable_rules(self.describe(spec).n_layers)
 
     # ------------------------------------------------------------------ measuring
 

@@ -41,7 +41,7 @@ def test_image_token_count_differing_from_visual_features_is_refused(alias, load
     row = inputs["input_ids"][0]
     first_image = int((row == token_id).nonzero()[0])
     row[first_image] = loaded.processor.tokenizer.pad_token_id  # one placeholder fewer than features
-    with pytest.raises(ImageTokenMismatchError, match=r"image tokens but .* produced \d+ visual features"):
+    with pytest.raises(ImageTokenMismatchError, match=r"image tokens but .*produced .*visual features"):
         capture_batch(loaded.model, inputs, _ids(samples), CaptureConfig(layers=(0,)))
 
 

@@ -6,6 +6,7 @@ import torch
 
 from bias_suite.attention import attention_rows, row_statistics
 from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, plan_batch, prefill_kwargs
+from bias_suite.decoder import text_decoder
 from bias_suite.inputs import encode_batch
 
 ALL_LAYERS = (0, 1, 2, 3)
@@ -51,13 +52,15 @@ def test_logits_with_capture_equal_logits_without(alias, load_tiny, samples):
 
 def test_capture_leaves_the_model_as_it_was(alias, load_tiny, samples):
     loaded = load_tiny(alias)
-    decoder_config = loaded.model.get_decoder().config
-    before = decoder_config._attn_implementation
+    decoder = text_decoder(loaded.model)
+    before = decoder.config._attn_implementation
     _capture(loaded, samples)
-    assert decoder_config._attn_implementation == before
-    for layer in loaded.model.get_decoder().layers:
+    assert decoder.config._attn_implementation == before
+    assert not decoder._forward_pre_hooks and not decoder.rotary_emb._forward_pre_hooks
+    for layer in decoder.layers:
         assert not hasattr(layer.self_attn, "_bias_suite_capture")
         assert not layer.self_attn.k_proj._forward_hooks
+        assert not getattr(layer.self_attn, "k_norm", torch.nn.Identity())._forward_hooks
         assert not layer._forward_pre_hooks
 
 
@@ -66,17 +69,21 @@ def test_post_rope_keys_equal_kv_cache_keys(alias, load_tiny, samples):
     inputs, result = _capture(loaded, samples)
     with torch.no_grad():
         outputs = loaded.model(**{**prefill_kwargs(loaded.model, inputs), "use_cache": True})
-    cache = getattr(outputs, "cache", None) or outputs.past_key_values
+    cache = outputs.get("cache") or outputs.get("past_key_values")
+    width = inputs["input_ids"].shape[1]
     for b, sample in enumerate(result.samples):
         index = _valid_index(inputs, b)
         for layer, captured in sample.layers.items():
-            cache_keys = cache.layers[layer].keys[b][:, index].transpose(0, 1).float().cpu()
-            torch.testing.assert_close(captured.post_rope_keys, cache_keys, atol=0, rtol=0)
+            keys = cache.layers[layer].keys[b]  # [kv, cached, D]: a sliding-window layer keeps only the last keys
+            kept = index >= width - keys.shape[1]
+            cache_keys = keys[:, index[kept] - (width - keys.shape[1])].transpose(0, 1).float().cpu()
+            torch.testing.assert_close(captured.post_rope_keys[kept.cpu()], cache_keys, atol=0, rtol=0)
 
 
 def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples, tolerance):
+    """k_proj (then k_norm, where the family normalises keys per head) of the layer's normed input."""
     loaded = load_tiny(alias)
-    decoder = loaded.model.get_decoder()
+    decoder = text_decoder(loaded.model)
     normed_inputs = {}
     handles = [
         layer.input_layernorm.register_forward_hook(lambda _m, _a, out, i=i: normed_inputs.__setitem__(i, out))
@@ -91,9 +98,12 @@ def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples, t
     for b, sample in enumerate(result.samples):
         index = _valid_index(inputs, b)[sample.key_positions.to(inputs["input_ids"].device)]
         for layer, captured in sample.layers.items():
+            attention = decoder.layers[layer].self_attn
             with torch.no_grad():
-                expected = decoder.layers[layer].self_attn.k_proj(normed_inputs[layer][b][index])
-            expected = expected.reshape(-1, geometry.n_kv_heads, geometry.head_dim).float().cpu()
+                expected = attention.k_proj(normed_inputs[layer][b][index]).reshape(-1, geometry.n_kv_heads, geometry.head_dim)
+                if hasattr(attention, "k_norm"):
+                    expected = attention.k_norm(expected)
+            expected = expected.float().cpu()
             assert captured.pre_rope_keys.dtype == loaded.model.dtype  # kept in the model's dtype
             # The oracle's matmul has another shape than the batched one: equal up to rounding.
             torch.testing.assert_close(captured.pre_rope_keys.float(), expected, **tolerance)
@@ -110,10 +120,8 @@ def test_attention_rows_equal_eager_output_attentions(alias, load_tiny, samples,
         index = _valid_index(inputs, b)
         for layer, captured in sample.layers.items():
             expected = outputs.attentions[layer][b][:, index][:, :, index].transpose(0, 1).float().cpu()
-            rows = attention_rows(
-                captured.post_rope_queries, captured.post_rope_keys, sample.query_positions, geometry.scaling,
-                captured.sliding_window,
-            )
+            rows = attention_rows(captured.post_rope_queries, captured.post_rope_keys, sample.query_positions,
+                                  geometry.scaling, visible=captured.visible)
             torch.testing.assert_close(rows, expected[sample.query_positions], **tolerance)
 
 

@@ -28,6 +28,8 @@ EXPECTED_CLASSES = {
     "tiny-llava": ("LlavaForConditionalGeneration", "LlavaProcessor", "llava"),
     "tiny-qwen2.5-vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor", "qwen2_5_vl"),
     "tiny-qwen2-vl": ("Qwen2VLForConditionalGeneration", "Qwen2VLProcessor", "qwen2_vl"),
+    "tiny-gemma3": ("Gemma3ForConditionalGeneration", "Gemma3Processor", "gemma3"),
+    "tiny-idefics3": ("Idefics3ForConditionalGeneration", "Idefics3Processor", "idefics3"),
 }
 
 

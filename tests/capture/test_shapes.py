@@ -49,7 +49,8 @@ def test_shape_checkpoints_have_the_public_architecture(name):
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_describing_a_shape_reads_its_config_only(name):
-    model_type, n_layers = describe_spec(f"shape:{name}")
+    described = describe_spec(f"shape:{name}")
+    model_type, n_layers = described.model_type, described.n_layers
     assert (model_type, n_layers) == (shapes.SHAPES[name].model_type, PUBLISHED[name]["layers"])
 
 
