@@ -17,6 +17,12 @@ from transformers import (
     AutoModelForImageTextToText,
     CLIPImageProcessor,
     CLIPVisionConfig,
+    Gemma3Config,
+    Gemma3ImageProcessor,
+    Gemma3Processor,
+    Idefics3Config,
+    Idefics3ImageProcessor,
+    Idefics3Processor,
     LlamaConfig,
     LlavaConfig,
     LlavaProcessor,
@@ -53,6 +59,28 @@ QWEN_CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<start_of_image>{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+IDEFICS3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% if message['content'] is string %} {{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>{% elif item['type'] == 'text' %} {{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_utterance>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
 
 QWEN_SPECIAL_TOKENS = [
@@ -197,6 +225,80 @@ def build_qwen2_vl(text: TextSize = TextSize(), image_side: int = 112) -> tuple[
     return model, qwen_processor(Qwen2VLProcessor, image_side**2, image_side**2, tokenizer)
 
 
+def build_gemma3(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Gemma 3 layout: SigLIP → average pool + RMSNorm + projection → Gemma 3 decoder (q/k norms, sliding
+    and global layers alternating, window 16). Image tokens attend to each other in both directions
+    (``token_type_ids``), the rest of the prompt causally.
+
+    ``(image_size / 14)²`` image tokens per image between ``<start_of_image>`` and ``<end_of_image>``.
+    """
+    tokenizer = build_tokenizer(
+        special_tokens={"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                        "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                        "image_token": "<image_soft_token>"},
+        extra_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+    )
+    n_image_tokens = (image_size // 14) ** 2
+    config = Gemma3Config(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=image_size, patch_size=14),
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=text.hidden, intermediate_size=text.intermediate,
+            num_hidden_layers=text.layers, num_attention_heads=text.heads, num_key_value_heads=text.kv_heads,
+            head_dim=text.hidden // text.heads, query_pre_attn_scalar=text.hidden // text.heads, sliding_window=16,
+            layer_types=["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(text.layers)],
+            max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        mm_tokens_per_image=n_image_tokens, boi_token_index=tokenizer.boi_token_id,
+        eoi_token_index=tokenizer.eoi_token_id, image_token_index=tokenizer.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = AutoModelForImageTextToText.from_config(config)
+    # Gemma 3's weight init zeroes the image projection, so every image feature would be exactly 0: draw it.
+    with torch.no_grad():
+        weight = model.model.multi_modal_projector.mm_input_projection_weight
+        weight.normal_(0.0, model.config.text_config.initializer_range)
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=n_image_tokens,
+    )
+    return model, processor
+
+
+def build_idefics3(text: TextSize = TextSize(), image_size: int = 112) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Idefics3 / SmolVLM layout: SigLIP → pixel-shuffle connector (scale 2) → Llama decoder; features are
+    merged by the model's ``inputs_merger``. Images are not split: ``<fake_token_around_image><global-img>``,
+    ``(image_size / 28)²`` ``<image>`` tokens, ``<fake_token_around_image>``.
+    """
+    tokenizer = build_tokenizer(
+        special_tokens={"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<|im_end|>",
+                        "unk_token": "<|endoftext|>"},
+        extra_special_tokens=["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"],
+        chat_template=IDEFICS3_CHAT_TEMPLATE,
+    )
+    n_image_tokens = (image_size // 28) ** 2
+    config = Idefics3Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=image_size, patch_size=14),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=text.hidden, intermediate_size=text.intermediate,
+            num_hidden_layers=text.layers, num_attention_heads=text.heads, num_key_value_heads=text.kv_heads,
+            max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = AutoModelForImageTextToText.from_config(config)
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessor(do_image_splitting=False, size={"longest_edge": image_size},
+                                               max_image_size={"longest_edge": image_size}),
+        tokenizer=tokenizer, chat_template=IDEFICS3_CHAT_TEMPLATE, image_seq_len=n_image_tokens,
+    )
+    return model, processor
+
+
 @dataclass(frozen=True)
 class TinyFamily:
     """A built-in alias: how to build it and what it stands in for."""
@@ -213,6 +315,8 @@ TINY_FAMILIES: dict[str, TinyFamily] = {
         TinyFamily("tiny-llava", "llava", build_llava, "llava-hf/llava-1.5-7b-hf"),
         TinyFamily("tiny-qwen2.5-vl", "qwen2_5_vl", build_qwen2_5_vl, "Qwen/Qwen2.5-VL-7B-Instruct"),
         TinyFamily("tiny-qwen2-vl", "qwen2_vl", build_qwen2_vl, "Qwen/Qwen2-VL-2B-Instruct"),
+        TinyFamily("tiny-gemma3", "gemma3", build_gemma3, "google/gemma-3-4b-it"),
+        TinyFamily("tiny-idefics3", "idefics3", build_idefics3, "HuggingFaceTB/SmolVLM-Instruct"),
     )
 }
 
