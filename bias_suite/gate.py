@@ -171,7 +171,8 @@ class Gauge:
             status = "error" if problem else judge(estimate.value, estimate.ci, rule.bound)
             judged.append((status, rule, problem or ""))
         status, rule, problem = max(judged, key=lambda item: SEVERITY[item[0]])
-        message = problem or ("" if status != "error" else f"{metric} could not be computed (NaN or inf)")
+        undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
+        message = problem or ("" if status != "error" else undefined)
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
                        rule=rule_reference(self.threshold, rule), message=message)
 

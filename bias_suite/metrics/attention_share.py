@@ -9,7 +9,7 @@ mean over samples with a bootstrap interval over samples.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -40,25 +40,40 @@ def row_shares(
     sink_mask: Tensor,
     scaling: float,
     sliding_window: int | None = None,
+    visible: Tensor | None = None,
 ) -> RowShares:
-    """Statistics of the selected attention rows of one sample, from post-RoPE tensors (causal mask).
+    """Statistics of the selected attention rows of one sample, from post-RoPE tensors.
 
     queries: ``[n_rows, n_heads, head_dim]``; keys: ``[n_tokens, n_kv_heads, head_dim]``;
     query_positions: ``[n_rows]``; image_mask, sink_mask: ``[n_tokens]`` bool; scaling: multiplier of q·k
-    (usually head_dim^-½). Returns ``[n_rows, n_heads]`` statistics.
+    (usually head_dim^-½); visible: ``[n_rows, n_tokens]`` bool, the model's own mask
+    (:attr:`bias_suite.capture.LayerCapture.visible`), else causal (+ ``sliding_window``).
+    Returns ``[n_rows, n_heads]`` statistics.
     """
     scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [H, R, n]
-    visible = visible_keys(query_positions, keys.shape[0], sliding_window)
+    if visible is None:
+        visible = visible_keys(query_positions, keys.shape[0], sliding_window)
     return row_statistics(scores, visible, image_mask, sink_mask)
+
+
+UNDEFINED_WITHOUT_IMAGE_KEYS = (
+    "no query row of any sample can see an image key in this layer (a sliding-window or chunked layer "
+    "whose window ends before the image?), so shares relative to image keys are undefined"
+)
 
 
 def summarise(
     per_sample: Sequence[RowShares], layer: int | None, query_set: str, n_bootstrap: int = 200, seed: int = 0
 ) -> AttentionResult:
-    """Means over rows and heads per sample, then over samples, with bootstrap intervals over samples."""
+    """Means over rows and heads per sample, then over samples, with bootstrap intervals over samples.
+
+    A row that sees no image key (a sliding-window layer whose window ends before the image) has no
+    normalised share and no logit gap: per sample those statistics average the rows that have them, and
+    samples without any such row are left out of that statistic (its bootstrap keeps the same draws).
+    """
     if not per_sample:
         raise ValueError(f"no samples for attention query set {query_set!r}")
-    means = {name: torch.stack([getattr(shares, name).double().mean() for shares in per_sample])
+    means = {name: torch.stack([getattr(shares, name).double().nanmean() for shares in per_sample])
              for name in ATTENTION_METRICS if name != "visual_heads_fraction"}
     head_share = torch.stack([shares.visual_share.double().mean(0) for shares in per_sample])  # [S, H]
     weights = torch.cat([torch.ones(1, len(per_sample), dtype=torch.float64),
@@ -66,8 +81,12 @@ def summarise(
     totals = weights.sum(1)
     metrics = {}
     for name, values in means.items():
-        replicates = (weights @ values) / totals
-        metrics[name] = with_interval(replicates[0], replicates[1:], bounds=METRICS[name].range, keep_replicates=True)
+        defined = torch.isfinite(values).double()
+        replicates = (weights @ torch.nan_to_num(values * defined)) / (weights @ defined)
+        estimate = with_interval(replicates[0], replicates[1:], bounds=METRICS[name].range, keep_replicates=True)
+        if not bool(defined.any()):
+            estimate = replace(estimate, undefined_because=UNDEFINED_WITHOUT_IMAGE_KEYS)
+        metrics[name] = estimate
     heads_fraction = (((weights @ head_share) / totals[:, None]) > VISUAL_HEAD_THRESHOLD).double().mean(1)
     metrics["visual_heads_fraction"] = with_interval(heads_fraction[0], heads_fraction[1:], bounds=(0.0, 1.0),
                                                      keep_replicates=True)

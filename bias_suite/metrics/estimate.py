@@ -23,12 +23,14 @@ class Estimate:
 
     ``replicates``: the bootstrap replicates behind the interval, kept for pooled results so that a later
     run on the same samples and seed can be compared replicate by replicate (a paired bootstrap).
+    ``undefined_because``: why ``value`` is NaN, when the statistic knows (the gate reports it).
     """
 
     value: float
     ci_low: float | None = None
     ci_high: float | None = None
     replicates: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
+    undefined_because: str | None = field(default=None, compare=False)
 
     @property
     def ci(self) -> tuple[float, float] | None:

@@ -6,8 +6,10 @@ import math
 
 import pytest
 
-from bias_suite.gate import Bound, ResultRow, judge, verdict, worst
+from bias_suite.gate import Bound, Gauge, ResultRow, judge, verdict, worst
+from bias_suite.metrics.estimate import Estimate
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
+from bias_suite.thresholds import PACKAGED_DEFAULT, load_threshold_file
 
 
 def test_gate_fails_when_the_whole_interval_crosses_the_bound():
@@ -74,3 +76,14 @@ def test_the_verdict_message_names_every_problem_with_its_rule():
     status, message = verdict(rows)
     assert status == "fail"
     assert message == "FAIL: m shapes L2 mmd2 = 0.9 [0.85, 0.95] f.yaml rules[0]: ≤ 0.5"
+
+
+def test_a_metric_that_could_not_be_computed_is_an_error_that_says_why():
+    threshold = load_threshold_file(PACKAGED_DEFAULT)
+    gauge = Gauge(threshold, "tiny-gemma3", 4, {}, {})
+    undefined = Estimate(float("nan"), float("nan"), float("nan"),
+                         undefined_because="no query row of any sample can see an image key in this layer")
+    row = gauge.row("shapes", 0, None, "logit_gap.question", undefined)
+    assert row.status == "error"
+    assert row.message == ("logit_gap.question could not be computed: no query row of any sample can see an image "
+                           "key in this layer")

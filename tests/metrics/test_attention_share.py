@@ -107,3 +107,37 @@ def test_summary_averages_samples_with_intervals_and_counts_visual_heads():
     assert result == summarise(per_sample, layer=2, query_set="question", n_bootstrap=50, seed=0)
     low, high = result.metrics["visual_share"].ci
     assert low <= expected <= high
+
+
+def test_the_models_mask_replaces_the_causal_rule_when_given():
+    """A bidirectional image block (Gemma 3): image row 1 sees image key 3 after it."""
+    queries, keys, _ = example()
+    positions = torch.tensor([1])
+    visible = torch.tensor([[True, True, True, True, False, False, False]])
+    rows = attention_rows(queries[:1], keys, positions, SCALING, visible=visible)
+    assert bool((rows[0, :, 3] > 0).all()) and bool((rows[0, :, 4:] == 0).all())
+    causal = attention_rows(queries[:1], keys, positions, SCALING)
+    assert bool((causal[0, :, 2:] == 0).all())
+
+
+def test_rows_that_see_no_image_key_are_left_out_of_image_relative_statistics():
+    """A sliding window of 2 that ends before the image: row 6 sees keys 5 and 6 only. Its visual share
+    is 0, its normalised share and logit gap are undefined and do not count; row 4 still does."""
+    queries, keys, positions = example()
+    window = row_shares(queries, keys, positions, IMAGE_MASK, NO_SINKS, SCALING, sliding_window=2)
+    assert window.visual_share[2].eq(0).all()
+    assert window.visual_share_norm[2].isnan().all() and window.logit_gap[2].isnan().all()
+    result = summarise([window], layer=0, query_set="question", n_bootstrap=20)
+    defined = window.visual_share_norm[~window.visual_share_norm.isnan().any(-1)]
+    assert result.metrics["visual_share_norm"].value == pytest.approx(float(defined.double().mean()))
+    assert result.metrics["visual_share"].value == pytest.approx(float(window.visual_share.double().mean()))
+
+
+def test_a_statistic_no_row_can_compute_says_why():
+    queries, keys, positions = example()
+    blind = row_shares(queries[2:], keys, positions[2:], IMAGE_MASK, NO_SINKS, SCALING, sliding_window=2)
+    result = summarise([blind, blind], layer=0, query_set="question", n_bootstrap=20)
+    logit_gap = result.metrics["logit_gap"]
+    assert math.isnan(logit_gap.value)
+    assert "no query row of any sample can see an image key" in logit_gap.undefined_because
+    assert result.metrics["visual_share"].value == 0.0
