@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import math
 import os
 import tempfile
@@ -118,7 +119,7 @@ def bless(request: BlessRequest) -> list[str]:
             targets.setdefault(path, (match, []))[1].append(model)
     changes = []
     for path, (match, models) in sorted(targets.items()):
-        with FileLock(str(path) + ".lock"):
+        with FileLock(str(lock_path(path))):
             current = load_threshold_file(path) if path.exists() else None
             document, changed = next_document(current, match, models, request)
             write_threshold_file(path, document)
@@ -253,6 +254,15 @@ def _remainder(original: dict, rule, measured: Mapping[tuple, list], n_layers: M
             if layers:
                 remainder.append({**original, "benchmarks": [benchmark], "layers": ",".join(map(str, sorted(layers)))})
     return remainder
+
+
+def lock_path(path: Path) -> Path:
+    """Where the lock of threshold file ``path`` lives: the system's temporary folder, named after the
+    file's absolute path, so that blessing leaves no ``.lock`` file in the user's repository."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "bias_suite-locks"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{path.name}-{digest}.lock"
 
 
 def write_threshold_file(path: Path, document: Mapping) -> None:

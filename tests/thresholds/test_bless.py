@@ -162,4 +162,4 @@ def test_concurrent_blessings_lose_no_version_and_readers_never_see_a_partial_fi
     assert sorted(h["provenance"]["reason"] for h in document["history"][:8]) == sorted(
         ["first baseline", *(f"run {i}" for i in range(8) if f"run {i}" != document["provenance"]["reason"])])
     assert not seen_broken
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["ours.yaml"]  # no temporary or lock file left behind
