@@ -1,8 +1,7 @@
 """Seeded scenes of coloured shapes with known ground truth, rendered with Pillow.
 
-Shared by the ``shapes`` and ``conflict`` built-ins. Every word a question or answer can use (shape
-kinds, colours, positions, numbers) comes from the tiny tokenizer's scene vocabulary, so a tiny model
-trained on that corpus reads the same words.
+Shared by the ``shapes`` and ``conflict`` built-ins. Shape kinds, colours, positions and numbers are
+words of the benchmarks' scene vocabulary (:mod:`bias_suite.benchmarks.vocabulary`).
 
 Layout: shapes sit in five slots (left, right, top, bottom, middle) of a square canvas, at most one
 shape per slot and every colour at most once per scene. So "the red square" and "the circle on the
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bias_suite.tiny.tokenizer import NUMBERS, OBJECTS
+from bias_suite.benchmarks.vocabulary import NUMBERS, OBJECTS
 
 SHAPE_KINDS: tuple[str, ...] = tuple(kind for kind in OBJECTS if kind in ("circle", "square", "triangle"))
 
@@ -122,5 +121,5 @@ def random_scene(rng: np.random.Generator, n_shapes: int, side: int = 224) -> Sc
 
 
 def number_word(n: int) -> str:
-    """``n`` as an English word from the tokenizer's NUMBERS (0–10)."""
+    """``n`` as an English word from the vocabulary's NUMBERS (0–10)."""
     return NUMBERS[n]

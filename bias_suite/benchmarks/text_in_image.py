@@ -1,7 +1,8 @@
 """The ``text-in-image`` built-in: a rendered word or number, with an OCR question and the text as the answer.
 
-Words come from the tiny tokenizer's OBJECTS (its corpus has "What word is written in the image? The
-word is {obj}."); numbers are 2–3 digits. Font size, colours and placement are seeded.
+Words come from the scene vocabulary's OBJECTS (:mod:`bias_suite.benchmarks.vocabulary`; the tiny
+tokenizer's corpus has "What word is written in the image? The word is {obj}."); numbers are 2–3 digits.
+Font size, colours and placement are seeded.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from bias_suite.benchmarks.vocabulary import OBJECTS
 from bias_suite.inputs import Sample
-from bias_suite.tiny.tokenizer import OBJECTS
 
 N_TEXT_SAMPLES = 16
 IMAGE_SIDE = 224  # pixels

@@ -4,10 +4,11 @@
 projector learns to feed it the pretrained vision tower's features, then a joint instruction stage);
 ``demo-joint`` is the control trained on the same examples for the same number of steps, images and
 text together from the first step. Both
-checkpoints ship with the package (``checkpoints/``); ``python -m bias_suite.demo.train`` rebuilds
-them. Their only purpose is to put a model whose training history is known behind the default run,
-so the paper's causal claim (text-only pretraining makes visual keys out-of-distribution) can be
-tested rather than assumed.
+checkpoints ship with the package (``checkpoints/``); ``python -m bias_suite train-demo`` (the tool
+:mod:`bias_suite.tools.train_demo`) rebuilds them. Their only purpose is to put a model whose training
+history is known behind the default run, so the paper's causal claim (text-only pretraining makes
+visual keys out-of-distribution) can be tested rather than assumed. :mod:`bias_suite.demo.scoring`
+measures how well a model answers the scene questions and how often it follows a contradicting caption.
 """
 
 from __future__ import annotations

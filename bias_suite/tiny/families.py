@@ -8,8 +8,8 @@ exactly like a hub checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from tokenizers import processors
@@ -83,6 +83,8 @@ IDEFICS3_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
 
+PATCH_SIZE = 14  # pixels per side of a CLIP / LLaVA-1.5 patch
+
 QWEN_SPECIAL_TOKENS = [
     "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
 ]
@@ -114,16 +116,33 @@ def llava_tokenizer():
     return tokenizer
 
 
-def build_llava(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreTrainedModel, ProcessorMixin]:
+@dataclass(frozen=True)
+class VisionSize:
+    """CLIP vision tower shape (patch 14). LLaVA reads the second-to-last layer, so ``layers`` ≥ 2."""
+
+    layers: int = 2
+    hidden: int = 32  # also the CLIP projection width, which LLaVA does not use
+    heads: int = 4
+    intermediate: int = 64
+
+
+def build_llava(
+    text: TextSize = TextSize(), image_size: int = 56, vision: VisionSize = VisionSize()
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """LLaVA-1.5 layout: CLIP vision tower → 2-layer MLP projector → Llama decoder (GQA).
 
     ``image_size`` / 14 squared image tokens per image (CLS dropped, ``vision_feature_select_strategy
-    = "default"``), e.g. 56 → 16 tokens, 336 → 576 tokens as in LLaVA-1.5.
+    = "default"``), e.g. 56 → 16 tokens, 336 → 576 tokens as in LLaVA-1.5. The defaults are the
+    ``tiny-llava`` alias; the bench and the demonstrator's training tool pass their own sizes. Weights
+    are drawn from torch's global generator: seed before calling.
     """
+    if image_size % PATCH_SIZE:
+        raise ValueError(f"image_size must be a multiple of the patch size {PATCH_SIZE}, not {image_size}")
     tokenizer = llava_tokenizer()
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        image_size=image_size, patch_size=14, projection_dim=32,
+    vision_config = CLIPVisionConfig(
+        hidden_size=vision.hidden, intermediate_size=vision.intermediate, num_hidden_layers=vision.layers,
+        num_attention_heads=vision.heads, image_size=image_size, patch_size=PATCH_SIZE,
+        projection_dim=vision.hidden,
     )
     decoder = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=text.hidden, intermediate_size=text.intermediate,
@@ -132,7 +151,7 @@ def build_llava(text: TextSize = TextSize(), image_size: int = 56) -> tuple[PreT
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=decoder,
+        vision_config=vision_config, text_config=decoder,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu",
         pad_token_id=tokenizer.pad_token_id,
@@ -148,7 +167,7 @@ def llava_processor(image_size: int, tokenizer=None) -> LlavaProcessor:
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
     )
     return LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer or llava_tokenizer(), patch_size=14,
+        image_processor=image_processor, tokenizer=tokenizer or llava_tokenizer(), patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default", num_additional_image_tokens=1,
         chat_template=LLAVA_CHAT_TEMPLATE,
     )

@@ -2,7 +2,9 @@
 
 The tiny checkpoints need a tokenizer that behaves like a hub one (special tokens, chat template,
 padding side, save/load round trip) without downloading anything. Training on a fixed corpus with the
-`tokenizers` library is deterministic, so the same vocabulary comes out on every machine.
+`tokenizers` library is deterministic, so the same vocabulary comes out on every machine. The corpus fills
+its templates from the built-in benchmarks' word lists (:mod:`bias_suite.benchmarks.vocabulary`): every
+object and colour, the first three positions and numbers.
 """
 
 from __future__ import annotations
@@ -12,11 +14,8 @@ import itertools
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-OBJECTS = ("cat", "dog", "car", "tree", "house", "ball", "cup", "bird", "boat", "chair", "circle",
-           "square", "triangle", "star", "person", "coffee", "rocket", "horse", "moon", "clock")
-COLOURS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple", "brown", "grey")
-POSITIONS = ("left", "right", "top", "bottom", "middle", "center", "corner", "above", "below")
-NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+from bias_suite.benchmarks.vocabulary import COLOURS, NUMBERS, OBJECTS, POSITIONS
+
 TEMPLATES = (
     "Describe the image.",
     "What is in the picture?",

@@ -11,9 +11,8 @@ import pytest
 from bias_suite.benchmarks import BUILTIN_BENCHMARKS, load_benchmark
 from bias_suite.benchmarks.photos import MAX_SIDE, PHOTOS, photo_thumbnail
 from bias_suite.benchmarks.scenes import COLOUR_RGB, SHAPE_KINDS, SLOT_CENTRES
-from bias_suite.tiny.tokenizer import COLOURS, NUMBERS, OBJECTS, POSITIONS
-
-from .scene_reader import answer_from_pixels
+from bias_suite.benchmarks.vocabulary import COLOURS, NUMBERS, OBJECTS, POSITIONS
+from tests.benchmarks.scene_reader import answer_from_pixels
 
 EXPECTED_SIZES = {"photos": 36, "shapes": 24, "text-in-image": 16, "conflict": 16}
 
@@ -94,7 +93,7 @@ def test_text_in_image_answers_are_vocabulary_words_or_numbers():
         assert sample.answer in OBJECTS or sample.answer.isdigit()
 
 
-def test_scene_words_come_from_the_tiny_tokenizer_vocabulary():
+def test_scene_words_come_from_the_benchmark_vocabulary():
     assert set(SHAPE_KINDS) <= set(OBJECTS)
     assert set(COLOUR_RGB) <= set(COLOURS)
     assert set(SLOT_CENTRES) <= set(POSITIONS)

@@ -1,4 +1,5 @@
-"""``python -m bias_suite.demo.train --quick`` runs end to end and leaves two loadable checkpoints."""
+"""``python -m bias_suite train-demo --quick`` runs end to end and leaves two loadable checkpoints;
+``python -m bias_suite.tools.train_demo`` is the same command."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import sys
 
 import pytest
 
-from bias_suite.demo.recipe import QUICK_RECIPE
 from bias_suite.loading import load_model
+from bias_suite.tools.train_demo.recipe import QUICK_RECIPE
 
 
 @pytest.mark.slow
 def test_quick_training_run_saves_both_arms_as_loadable_checkpoints(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "bias_suite.demo.train", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bias_suite", "train-demo", "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, check=False, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -29,3 +30,13 @@ def test_quick_training_run_saves_both_arms_as_loadable_checkpoints(tmp_path):
         loaded = load_model(str(directory), device="cpu", dtype="float32")
         assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"
         assert f"[{arm}] shapes_accuracy" in completed.stdout
+
+
+def test_the_tool_module_runs_the_same_command():
+    via_package = subprocess.run([sys.executable, "-m", "bias_suite", "train-demo", "--help"],
+                                 capture_output=True, text=True, check=False, timeout=120)
+    via_tool = subprocess.run([sys.executable, "-m", "bias_suite.tools.train_demo", "--help"],
+                              capture_output=True, text=True, check=False, timeout=120)
+    assert via_package.returncode == via_tool.returncode == 0, via_package.stderr + via_tool.stderr
+    assert via_tool.stdout == via_package.stdout
+    assert via_package.stdout.startswith("usage: python -m bias_suite train-demo")

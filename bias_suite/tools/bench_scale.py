@@ -66,6 +66,16 @@ def _gate_samples(n_samples: int):
 
 def run_scale(device: str, model_spec: str = DEFAULT_SCALE_MODEL, repeats: int = 5, quick: bool = False,
               gate_command: tuple[str, ...] | None = None) -> dict[str, float | str]:
+    """Every figure of the scale part: the in-process prefill ratios, then the gate run in a fresh process."""
+    figures = _prefill_figures(device, model_spec, repeats)  # the model is released when it returns
+    if torch.device(str(figures["scale_device"])).type == "cuda":
+        torch.cuda.empty_cache()  # the gate's process needs the memory
+    figures.update(gate_over_prefill(device, model_spec, quick, gate_command))
+    return figures
+
+
+def _prefill_figures(device: str, model_spec: str, repeats: int) -> dict[str, float | str]:
+    """Capture of every layer and eager summaries vs the bare prefill, batch of 8, in this process."""
     from bias_suite.attention import row_statistics
     from bias_suite.loading import load_model
 
@@ -106,7 +116,7 @@ def run_scale(device: str, model_spec: str = DEFAULT_SCALE_MODEL, repeats: int =
     finally:
         model.set_attn_implementation(original)
     eager_seconds = eager_times[len(eager_times) // 2]
-    figures: dict[str, float | str] = {
+    return {
         "scale_model": model_spec,
         "scale_device": str(torch_device),
         "scale_dtype": str(model.dtype).removeprefix("torch."),
@@ -119,11 +129,6 @@ def run_scale(device: str, model_spec: str = DEFAULT_SCALE_MODEL, repeats: int =
         "scale_eager_summary_seconds": eager_seconds,
         "scale_attention_summary_speedup_vs_eager": eager_seconds / capture_seconds,
     }
-    del model, loaded
-    if torch_device.type == "cuda":
-        torch.cuda.empty_cache()
-    figures.update(gate_over_prefill(device, model_spec, quick, gate_command))
-    return figures
 
 
 _BARE_PROCESS = textwrap.dedent("""
@@ -163,7 +168,8 @@ def gate_over_prefill(device: str, model_spec: str, quick: bool = False,
     command += [f"--model={model_spec}", "--layers=all", f"--device={device}", f"--samples={n_samples}",
                 "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
     start = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=Path.cwd())
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=Path.cwd(),
+                               check=False)
     gate_seconds = time.perf_counter() - start
     if completed.returncode not in (0, 1):  # 1: the gate judged (random weights may cross bounds)
         raise RuntimeError(f"the gate run failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}"

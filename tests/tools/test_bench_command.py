@@ -1,4 +1,4 @@
-"""The bench command runs end to end and prints its ratios (figures are not asserted: no timed tests)."""
+"""``python -m bias_suite bench`` runs end to end and prints its ratios (figures are not asserted: no timed tests)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,3 @@ def test_the_scale_part_runs_the_gate_and_prints_its_ratios():
     for name in SCALE_RATIOS:
         assert float(figures[name]) > 0, f"{name} missing or not positive in:\n{completed.stdout}"
     assert figures["scale_layers"] == "4"
-
-
-def test_unknown_subcommand_prints_usage():
-    completed = subprocess.run([sys.executable, "-m", "bias_suite", "nonsense"], capture_output=True, text=True)
-    assert completed.returncode == 2
-    assert "usage: python -m bias_suite {bench}" in completed.stderr

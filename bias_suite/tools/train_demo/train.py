@@ -1,12 +1,12 @@
-"""Train both demo checkpoints: ``python -m bias_suite.demo.train [--out DIR] [--seed 0] [--quick]``.
+"""Train both demo checkpoints: ``python -m bias_suite train-demo [--out DIR] [--seed 0] [--quick]``.
 
-Builds the training data (:mod:`bias_suite.demo.data`), pretrains the vision tower once
-(:mod:`bias_suite.demo.vision_pretraining`), trains the text-first and the joint arm
-(:mod:`bias_suite.demo.recipe`) from that same starting model, saves each as a LLaVA checkpoint
+Builds the training data (:mod:`bias_suite.tools.train_demo.data`), pretrains the vision tower once
+(:mod:`bias_suite.tools.train_demo.vision_pretraining`), trains the text-first and the joint arm
+(:mod:`bias_suite.tools.train_demo.recipe`) from that same starting model, saves each as a LLaVA checkpoint
 (float16 safetensors, config, tokenizer, processor, and ``training.json`` with the recipe and losses)
 under ``DIR/demo-text-first`` and ``DIR/demo-joint``, then loads both back through
 :func:`bias_suite.loading.load_model` and prints their ``shapes`` accuracy and ``conflict``
-text-preference rate. ``DIR`` defaults to the package's ``checkpoints/``, i.e. it rebuilds the
+text-preference rate. ``DIR`` defaults to ``bias_suite/demo/checkpoints/``, i.e. it rebuilds the
 shipped models. The full recipe takes 11–13 minutes on one core of a 2-core machine; ``--quick``
 about 30 seconds.
 
@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,11 +35,19 @@ import torch
 import transformers
 
 from bias_suite.demo import CHECKPOINT_ROOT
-from bias_suite.demo.architecture import build_demo_llava
-from bias_suite.demo.data import build_training_data
-from bias_suite.demo.recipe import ARMS, FULL_RECIPE, QUICK_RECIPE, Recipe, Stage, learning_rate, stages_for
-from bias_suite.demo.sequences import EncodedExamples, collate, encode_training_data
-from bias_suite.demo.vision_pretraining import pretrain_vision_tower
+from bias_suite.tools.train_demo.data import build_training_data
+from bias_suite.tools.train_demo.recipe import (
+    ARMS,
+    FULL_RECIPE,
+    QUICK_RECIPE,
+    Recipe,
+    Stage,
+    build_demo_llava,
+    learning_rate,
+    stages_for,
+)
+from bias_suite.tools.train_demo.sequences import EncodedExamples, collate, encode_training_data
+from bias_suite.tools.train_demo.vision_pretraining import pretrain_vision_tower
 
 LOG_EVERY = 50  # steps between loss lines
 SAVED_DTYPE = torch.float16  # halves the shipped size; load_model(dtype="float32") casts back
@@ -148,7 +155,7 @@ def train_arm(arm: str, recipe: Recipe, data, encoded: EncodedExamples, start, o
 def evaluate(directory: Path) -> dict[str, float]:
     """``shapes`` accuracy (and chance) and ``conflict`` text-preference rate of a saved checkpoint."""
     from bias_suite.benchmarks import load_benchmark
-    from bias_suite.demo.behaviour import answer_accuracy, chance_accuracy, text_preference_rate
+    from bias_suite.demo.scoring import answer_accuracy, chance_accuracy, text_preference_rate
     from bias_suite.loading import load_model
 
     loaded = load_model(str(directory), device="cpu", dtype="float32")
@@ -162,7 +169,7 @@ def evaluate(directory: Path) -> dict[str, float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bias_suite.demo.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bias_suite train-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=CHECKPOINT_ROOT, help="folder for demo-text-first/ and demo-joint/")
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the data and the joint order")
     parser.add_argument("--quick", action="store_true", help="a tiny recipe for smoke tests (well under a minute)")
@@ -198,7 +205,3 @@ def main(argv: list[str] | None = None) -> int:
             scores = evaluate(directory)
             print(f"[{arm}] " + "  ".join(f"{name} {value:.3f}" for name, value in scores.items()), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

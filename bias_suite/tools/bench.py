@@ -22,9 +22,9 @@ the two sides, so machine noise cancels as far as it can. Printed as ``name=valu
   geometry (float32): the summaries cost a fixed amount per row, head and key, so at a real model's
   width they are a small share of the prefill, while the narrow 8-layer shape above exaggerates them.
 * ``metrics_speedup_vs_reference`` and ``keyspace_case_seconds_llava7b``: see
-  :mod:`bias_suite.bench_metrics` (target ≥ 5 and ≤ 1.0 s on 2 cores).
+  :mod:`bias_suite.tools.bench_metrics` (target ≥ 5 and ≤ 1.0 s on 2 cores).
 
-With ``--device cuda`` the scale part runs too (:mod:`bias_suite.bench_scale`): a full-size shape
+With ``--device cuda`` the scale part runs too (:mod:`bias_suite.tools.bench_scale`): a full-size shape
 checkpoint (``shape:llava-1.5-7b`` by default) on the GPU — ``capture_all_layers_over_prefill`` at batch
 8 (≤ 1.15), ``attention_summary_speedup_vs_eager`` on the GPU (≥ 3) and ``gate_over_prefill``, the wall
 time of the full default gate at every layer over load + bare prefill of the same samples (≤ 1.5).
@@ -44,16 +44,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from bias_suite.attention import attention_rows, row_statistics
-from bias_suite.bench_metrics import run_metrics
 from bias_suite.capture import CaptureConfig, capture_batch, prefill_kwargs
 from bias_suite.inputs import encode_batch
 from bias_suite.tiny.families import TextSize, build_llava
+from bias_suite.tools.bench_metrics import run_metrics
 
 GATE_TOKEN_CAP = 64  # RunSettings.max_tokens_per_modality
 
@@ -64,13 +64,15 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class BenchShape:
     """The llava-shaped model the bench runs: LLaVA-1.5 token layout at reduced width."""
 
-    text: TextSize = TextSize(layers=8, hidden=256, heads=8, kv_heads=4, intermediate=688)
+    text: TextSize = field(
+        default_factory=lambda: TextSize(layers=8, hidden=256, heads=8, kv_heads=4, intermediate=688)
+    )
     image_size: int = 336  # (336 / 14)² = 576 image tokens, as LLaVA-1.5
     sequence_length: int = 1200  # total prompt tokens (image + text) for the attention-rows figures
     question_tokens: int = 48  # text tokens after the image, before the generation prompt
 
     @classmethod
-    def quick(cls) -> "BenchShape":
+    def quick(cls) -> BenchShape:
         """A small shape for smoke tests of the command itself (figures not meaningful)."""
         return cls(text=TextSize(layers=2), image_size=56, sequence_length=80, question_tokens=8)
 
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--skip-cpu needs --device")
     figures = {} if args.skip_cpu else run(quick=args.quick, repeats=args.repeats)
     if args.device:
-        from bias_suite.bench_scale import DEFAULT_SCALE_MODEL, run_scale
+        from bias_suite.tools.bench_scale import DEFAULT_SCALE_MODEL, run_scale
 
         figures.update(run_scale(args.device, args.scale_model or DEFAULT_SCALE_MODEL,
                                  repeats=min(args.repeats, 5), quick=args.quick))

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from bias_suite.benchmarks import load_benchmark
-from bias_suite.demo.architecture import build_demo_llava
-from bias_suite.demo.data import build_training_data
-from bias_suite.demo.recipe import QUICK_RECIPE, Recipe, joint_stages, text_first_stages
-from bias_suite.demo.sequences import IGNORE_INDEX, chat_text, collate, encode_training_data
 from bias_suite.inputs import format_prompt
+from bias_suite.tools.train_demo.data import build_training_data
+from bias_suite.tools.train_demo.recipe import QUICK_RECIPE, Recipe, build_demo_llava, joint_stages, text_first_stages
+from bias_suite.tools.train_demo.sequences import IGNORE_INDEX, chat_text, collate, encode_training_data
 
 RECIPE = Recipe(batch_size=4, text_steps=3, align_steps=3, instruct_steps=2, n_scenes=6)
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bias_suite import behaviour as shared_behaviour
+from bias_suite import behaviour
 from bias_suite.behaviour import answer_log_likelihoods
 from bias_suite.benchmarks import load_benchmark
-from bias_suite.demo import DEMO_CHECKPOINTS, behaviour
-from bias_suite.demo.behaviour import ANSWER_GROUPS, answer_accuracy, chance_accuracy, text_preference_rate
+from bias_suite.demo import DEMO_CHECKPOINTS, scoring
+from bias_suite.demo.scoring import ANSWER_GROUPS, answer_accuracy, chance_accuracy, text_preference_rate
 from bias_suite.inputs import Sample, format_prompt, prompt_text
 from bias_suite.loading import load_model
 
@@ -97,8 +97,8 @@ def stub_scores(monkeypatch):
     def fake_scorer(loaded, samples, answers, batch_size=32):
         return torch.tensor([table.get((s.sample_id, a), -10.0) for s, a in zip(samples, answers)], dtype=torch.float64)
 
-    monkeypatch.setattr(behaviour, "answer_log_likelihoods", fake_scorer)
-    monkeypatch.setattr(shared_behaviour, "answer_log_likelihoods", fake_scorer)  # text_preference scores there
+    monkeypatch.setattr(scoring, "answer_log_likelihoods", fake_scorer)
+    monkeypatch.setattr(behaviour, "answer_log_likelihoods", fake_scorer)  # text_preference scores there
     return table
 
 
@@ -137,9 +137,9 @@ def test_an_answer_in_no_group_is_rejected_naming_the_sample():
 
 
 def test_text_preference_rate_rejects_samples_without_a_conflict(stub_scores):
-    with pytest.raises(ValueError, match="no caption_answer.*plain/1"):
+    with pytest.raises(ValueError, match=r"no caption_answer.*plain/1"):
         text_preference_rate(None, [sample("plain/1", "red")])
-    with pytest.raises(ValueError, match="no conflict.*same/1"):
+    with pytest.raises(ValueError, match=r"no conflict.*same/1"):
         text_preference_rate(None, [sample("same/1", "red", "red")])
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import LlavaProcessor
 
 from bias_suite.benchmarks.scenes import Scene
-from bias_suite.demo.data import Example, TrainingData
+from bias_suite.tools.train_demo.data import Example, TrainingData
 
 IGNORE_INDEX = -100  # label of positions without loss (prompt, image tokens, padding)
 PIXEL_CHUNK = 256  # scenes per image-processor call

@@ -1,9 +1,10 @@
-"""The two training schedules: text-first (the LLaVA recipe) and joint (the control).
+"""The demo models' sizes, and the two training schedules: text-first (the LLaVA recipe) and joint
+(the control).
 
 Both arms start from the same weights: a randomly initialised decoder and projector (same seed) and
-the vision tower pretrained in the shared stage 0 (:mod:`bias_suite.demo.vision_pretraining`), which
-then stays frozen, as CLIP does in LLaVA-1.5. They take the same optimizer steps on the same batches;
-only the order of the batches and which parameters learn differ:
+the vision tower pretrained in the shared stage 0 (:mod:`bias_suite.tools.train_demo.vision_pretraining`),
+which then stays frozen, as CLIP does in LLaVA-1.5. They take the same optimizer steps on the same
+batches; only the order of the batches and which parameters learn differ:
 
 - text-first (LLaVA): ``text`` (decoder only, text-only batches) → ``align`` (decoder frozen, the
   projector learns from captions and questions) → ``instruct`` (decoder + projector, image questions).
@@ -18,12 +19,41 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from bias_suite.demo.architecture import DemoShape
-from bias_suite.demo.data import TrainingData
+from bias_suite.tiny.families import TextSize, VisionSize, build_llava
+from bias_suite.tools.train_demo.data import TrainingData
 
 Trainable = Literal["decoder", "projector", "decoder+projector"]  # the vision tower is frozen after stage 0
 ARMS = ("text-first", "joint")
+
+
+@dataclass(frozen=True)
+class DemoShape:
+    """Sizes of both demo models: the ``tiny-llava`` layout (CLIP tower → MLP projector → Llama decoder,
+    GQA) at a size that learns something in minutes on two CPU cores. ``(image_size / 14)²`` image tokens
+    per image (CLS dropped). Flat fields, so each checkpoint's ``training.json`` records them as they are."""
+
+    image_size: int = 56  # pixels; 56 → 16 image tokens
+    vision_hidden: int = 64
+    vision_layers: int = 3  # features are taken from the second-to-last layer, as in LLaVA-1.5
+    vision_heads: int = 4
+    vision_intermediate: int = 256
+    text: TextSize = field(
+        default_factory=lambda: TextSize(layers=4, hidden=128, heads=4, kv_heads=2, intermediate=384)
+    )
+
+    @property
+    def vision(self) -> VisionSize:
+        return VisionSize(layers=self.vision_layers, hidden=self.vision_hidden, heads=self.vision_heads,
+                          intermediate=self.vision_intermediate)
+
+
+def build_demo_llava(shape: DemoShape) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A freshly initialised demo model and its processor: :func:`bias_suite.tiny.families.build_llava` at
+    ``shape``'s sizes (same tokenizer and chat template as ``tiny-llava``). Draws from torch's global
+    generator: seed before calling."""
+    return build_llava(shape.text, shape.image_size, shape.vision)
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ class MetricsShape:
     head_dim: int = 128
 
     @classmethod
-    def quick(cls) -> "MetricsShape":
+    def quick(cls) -> MetricsShape:
         return cls(n_samples=8, image_tokens=10, text_tokens=10, n_heads=2, head_dim=8)
 
     @classmethod
-    def llava7b_case(cls) -> "MetricsShape":
+    def llava7b_case(cls) -> MetricsShape:
         """One gate case of LLaVA-1.5-7B: 32 KV heads × 128, 16 samples × (64 image + 40 text) kept keys."""
         return cls(n_samples=16, image_tokens=64, text_tokens=40, n_heads=32, head_dim=128)
 
