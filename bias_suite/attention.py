@@ -25,11 +25,11 @@ class RowShares:
     visual_share_nosink: Tensor  # share with sink keys removed and the row renormalised
     logit_gap: Tensor  # mean scaled q·k over visible text keys − over visible image keys
 
-    def select(self, rows: Tensor) -> "RowShares":
+    def select(self, rows: Tensor) -> RowShares:
         """The statistics of ``rows`` (indices along the row axis of unbatched statistics)."""
         return RowShares(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
 
-    def to(self, device: torch.device | str) -> "RowShares":
+    def to(self, device: torch.device | str) -> RowShares:
         return RowShares(*(getattr(self, name).to(device) for name in self.__dataclass_fields__))
 
 
@@ -67,26 +67,30 @@ def scaled_scores(queries: Tensor, keys: Tensor, scaling: float, softcap: float 
     return scores.reshape(*batch, n_heads, n_rows, n_tokens)
 
 
-def row_statistics(scores: Tensor, visible: Tensor, image_mask: Tensor, sink_mask: Tensor) -> RowShares:
+def row_statistics(scores: Tensor, visible: Tensor, image_mask: Tensor, sink_mask: Tensor,
+                   overwrite_scores: bool = False) -> RowShares:
     """The attention summaries of rows whose scaled scores are ``scores``.
 
     scores: ``[..., n_heads, n_rows, n_tokens]`` float32; visible: ``[..., n_rows, n_tokens]`` bool, the
     keys each row may attend (the model's mask); image_mask, sink_mask: ``[..., n_tokens]`` bool.
-    Returns ``[..., n_rows, n_heads]`` statistics.
+    Returns ``[..., n_rows, n_heads]`` statistics. ``overwrite_scores=True`` lets the computation reuse
+    ``scores``' memory (capture passes scores nobody else holds); otherwise they are copied once.
 
-    Every sum over keys is one matrix product against a few per-key masks (image, image without sinks,
-    not a sink; text, image): attention is already zero on hidden keys, and hidden scores are zeroed first.
+    Every sum over keys is one matrix product against a few per-key masks (text, image; image, image
+    without sinks, not a sink): hidden scores are zeroed for the score sums, then set to −inf for the
+    softmax, so attention is zero on them.
     """
     *batch, n_heads, n_rows, n_tokens = scores.shape
     hidden = ~visible[..., None, :, :]
     kept = ~sink_mask
-    key_masks = torch.stack([image_mask, image_mask & kept, kept, ~image_mask], -1).float()  # [..., n, 4]
+    key_masks = torch.stack([~image_mask, image_mask, image_mask & kept, kept], -1).float()  # [..., n, 4]
     flat = (*batch, n_heads * n_rows, n_tokens)
-    scores = scores.masked_fill(hidden, 0.0)  # the one copy; modified in place from here on
-    totals = torch.matmul(scores.reshape(flat), key_masks[..., [3, 0]]).reshape(*batch, n_heads, n_rows, 2)
+    scores = scores if overwrite_scores else scores.clone()
+    scores.masked_fill_(hidden, 0.0)
+    totals = torch.matmul(scores.reshape(flat), key_masks[..., :2]).reshape(*batch, n_heads, n_rows, 2)
     probabilities = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1)
-    mass = torch.matmul(probabilities.reshape(flat), key_masks[..., :3]).reshape(*batch, n_heads, n_rows, 3)
-    counts = torch.matmul(visible.float(), key_masks[..., [3, 0]])[..., None, :, :]  # [..., 1, R, 2] visible text, image
+    mass = torch.matmul(probabilities.reshape(flat), key_masks[..., 1:]).reshape(*batch, n_heads, n_rows, 3)
+    counts = torch.matmul(visible.float(), key_masks[..., :2])[..., None, :, :]  # [..., 1, R, 2] visible text, image
     means = totals / counts
     share = mass[..., 0]
     image_fraction = counts[..., 1] / (counts[..., 0] + counts[..., 1])  # [..., 1, R]

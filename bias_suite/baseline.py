@@ -19,16 +19,12 @@ from pathlib import Path
 
 import torch
 
-from bias_suite.errors import BiasSuiteError
+from bias_suite.errors import BaselineError
 from bias_suite.gate import Bound, ResultRow, judge, rule_reference
 from bias_suite.metrics.estimate import with_interval
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, spec_of
 
 COMPARED_SETTINGS = ("n_samples", "max_tokens_per_modality", "seed")
-
-
-class BaselineError(BiasSuiteError, ValueError):
-    """A baseline card cannot be read or compared with this run; the message names the difference."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,8 @@ def load_baseline(path: str | Path) -> Baseline:
                     {b["name"]: b for b in card.get("benchmarks", [])}, card.get("settings") or {})
 
 
-def incompatibilities(baseline: Baseline, benchmarks: Mapping[str, Mapping], settings: Mapping[str, object]) -> list[str]:
+def incompatibilities(baseline: Baseline, benchmarks: Mapping[str, Mapping],
+                      settings: Mapping[str, object]) -> list[str]:
     """Why the run cannot be paired with the baseline (empty when it can)."""
     problems = []
     for key in COMPARED_SETTINGS:
@@ -101,7 +98,8 @@ def incompatibilities(baseline: Baseline, benchmarks: Mapping[str, Mapping], set
         if other is None:
             problems.append(f"benchmark {name!r} is not in the baseline ({', '.join(baseline.benchmarks) or 'none'})")
         elif other.get("hash") != info.get("hash"):
-            problems.append(f"benchmark {name!r}: other samples (hash {info.get('hash')}, baseline {other.get('hash')})")
+            problems.append(f"benchmark {name!r}: other samples (hash {info.get('hash')}, "
+                            f"baseline {other.get('hash')})")
     return problems
 
 
@@ -119,7 +117,8 @@ def compare(rows: Sequence[ResultRow], baseline: Baseline, thresholds: Mapping[s
             continue
         sign = 1.0 if spec_of(row.metric).direction in (HIGHER_IS_WORSE, None) else -1.0
         increase = sign * (row.value - other.value)
-        paired = sign * (torch.tensor(row.replicates, dtype=torch.float64) - torch.tensor(other.replicates, dtype=torch.float64))
+        paired = sign * (torch.tensor(row.replicates, dtype=torch.float64)
+                         - torch.tensor(other.replicates, dtype=torch.float64))
         estimate = with_interval(increase, paired)
         status, bound, reference = "unchecked", None, None
         threshold = thresholds.get(row.model)

@@ -1,4 +1,4 @@
-"""Behaviour: does the model follow the image or a caption that contradicts it? (DESIGN §1)
+"""Behaviour: does the model follow the image or a caption that contradicts it?
 
 Answers are scored by teacher-forced log-likelihood: the sum of log p(answer token | image, prompt,
 previous answer tokens) over the answer's tokens. ``text_preference_rate`` is the fraction of conflict
@@ -26,12 +26,14 @@ def answer_log_likelihoods(loaded: LoadedModel, samples: Sequence[Sample], answe
     model, processor = loaded.model, loaded.processor
     scores = []
     for start in range(0, len(samples), batch_size):
-        batch = [dataclasses.replace(s, answer=a) for s, a in zip(samples[start:start + batch_size], answers[start:start + batch_size])]
+        batch = [dataclasses.replace(s, answer=a)
+                 for s, a in zip(samples[start:start + batch_size], answers[start:start + batch_size])]
         counts = [answer_token_count(processor, s) for s in batch]
         inputs = encode_batch(processor, batch, model.device, model.dtype, append_answers=True)
         logits = model(**inputs, use_cache=False).logits.float()
         log_probs = torch.log_softmax(logits, dim=-1)
-        last = inputs["attention_mask"].shape[1] - 1 - inputs["attention_mask"].flip(1).long().argmax(1)  # last real token
+        # last real token
+        last = inputs["attention_mask"].shape[1] - 1 - inputs["attention_mask"].flip(1).long().argmax(1)
         for row, n_answer in enumerate(counts):
             targets = torch.arange(int(last[row]) - n_answer + 1, int(last[row]) + 1, device=logits.device)
             token_ids = inputs["input_ids"][row, targets]

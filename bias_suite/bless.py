@@ -44,7 +44,7 @@ from bias_suite.thresholds import (
     load_threshold_file,
 )
 
-# Metrics a new family file bounds: non-saturating, size-invariant, one per mechanism (DESIGN §1).
+# Metrics a new family file bounds: non-saturating, size-invariant, one per mechanism.
 BLESSED_METRICS = ("mmd2", "ratio", "logit_gap.question", "visual_share.question", "text_preference_rate")
 FILE_ORDER = ("version", "family", "match", "provisional", "provisional_reason", "environment", "provenance",
               "settings", "benchmarks", "rules", "history")
@@ -185,7 +185,8 @@ def _bounded(metric: str, form: str, limit: float, tolerance: float | None, wher
     """False (and a note in ``changes``) when the bound would sit at the metric's ceiling."""
     spec = spec_of(metric)
     direction = spec.direction if form == "baseline" else (HIGHER_IS_WORSE if form == "max" else LOWER_IS_WORSE)
-    effective = limit if tolerance is None else (limit + tolerance if direction == HIGHER_IS_WORSE else limit - tolerance)
+    effective = limit if tolerance is None else (limit + tolerance if direction == HIGHER_IS_WORSE
+                                                 else limit - tolerance)
     if Bound(effective, direction).can_fail(spec.range):
         return True
     changes.append(f"{where} {metric}: the measured bound {effective:g} sits at the end of the metric's range, "
@@ -230,7 +231,8 @@ def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers
             limit = _worst_end(measured, higher_worse, point=rule.form == "baseline")
             where = f"{current.name} rules[{rule.index}] {benchmark}" + (f" L{layer}" if layer is not None else "")
             if _bounded(rule.metric, rule.form, limit, rule.tolerance, where, changes):
-                rules.append(_rule(rule.metric, benchmark, layer, rule.form, limit, rule.tolerance, original.get("note")))
+                rules.append(_rule(rule.metric, benchmark, layer, rule.form, limit, rule.tolerance,
+                                   original.get("note")))
                 old = original[rule.form]
                 if old != limit:
                     changes.append(f"{where} {rule.metric}: {rule.form} {old} → {limit}")

@@ -106,12 +106,14 @@ class LayerCapture:
     post_rope_keys: Tensor | None = None  # [n_tokens, n_kv_heads, head_dim] float32 (keep_post_rope)
     post_rope_queries: Tensor | None = None  # [n_query_rows, n_heads, head_dim] float32 (keep_post_rope)
     hidden_max_abs: Tensor | None = None  # [n_tokens] float32, max |h| of the layer input (keep_post_rope)
-    visible: Tensor | None = None  # [n_query_rows, n_tokens] bool, keys each row may see: the model's mask (keep_post_rope)
+    # [n_query_rows, n_tokens] bool, keys each row may see: the model's mask (keep_post_rope)
+    visible: Tensor | None = None
 
     @property
     def retained_bytes(self) -> int:
         """Host memory this layer capture holds."""
-        tensors = [self.pre_rope_keys, self.sink_positions, *(getattr(self.row_shares, f.name) for f in fields(RowShares)),
+        tensors = [self.pre_rope_keys, self.sink_positions,
+                   *(getattr(self.row_shares, f.name) for f in fields(RowShares)),
                    self.post_rope_keys, self.post_rope_queries, self.hidden_max_abs, self.visible]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
@@ -123,7 +125,8 @@ class SampleCapture:
     sample_id: str
     input_ids: Tensor  # [n_tokens] int64
     image_mask: Tensor  # [n_tokens] bool, True at image placeholder tokens
-    position_ids: Tensor  # [n_axes, n_tokens] int64, as the rotary embedding received them: 1 axis, 3 (t, h, w) for mRoPE
+    # [n_axes, n_tokens] int64, as the rotary embedding received them: 1 axis, 3 (t, h, w) for mRoPE
+    position_ids: Tensor
     key_positions: Tensor  # [n_key_rows] int64, sorted: tokens whose pre-RoPE keys were kept
     query_positions: Tensor  # [n_query_rows] int64, sorted: tokens whose query rows were summarised
     layers: dict[int, LayerCapture] = field(repr=False)
@@ -164,9 +167,9 @@ class BatchCapture:
 
 def _padded_index(rows: Sequence[Tensor], device: torch.device) -> tuple[Tensor, tuple[int, ...]]:
     """Per-sample position lists → ``[B, max]`` (each row padded by repeating its last entry)."""
-    width = max(1, max(int(r.numel()) for r in rows))
-    padded = torch.stack([torch.cat([r, r[-1:].expand(width - r.numel())]) if r.numel() else torch.zeros(width, dtype=torch.long)
-                          for r in rows])
+    width = max(1, *(int(r.numel()) for r in rows))
+    padded = torch.stack([torch.cat([r, r[-1:].expand(width - r.numel())]) if r.numel()
+                          else torch.zeros(width, dtype=torch.long) for r in rows])
     return padded.to(device), tuple(int(r.numel()) for r in rows)
 
 
@@ -248,7 +251,8 @@ def _capture_batch(model: PreTrainedModel, inputs: Mapping[str, Tensor], sample_
         except ValueError as error:  # transformers' own placeholder check, raised before ours could count
             if "do not match" in str(error):
                 raise ImageTokenMismatchError(
-                    f"{', '.join(sample_ids)}: the prompts hold {int(plan.image_mask.sum())} image tokens but the model "
+                    f"{', '.join(sample_ids)}: the prompts hold {int(plan.image_mask.sum())} image tokens "
+                    "but the model "
                     f"produced a different number of visual features ({error}): build prompts with the model's own "
                     "processor, one image per placeholder") from error
             raise

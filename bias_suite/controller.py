@@ -165,7 +165,8 @@ def _update_refusal(record: RunRecord, options: FinishOptions, session) -> str |
     if session is not None:
         missing = record.missing(session.cases())
         if missing:
-            return f"{len(missing)} case(s) recorded nothing ({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''})"
+            return (f"{len(missing)} case(s) recorded nothing "
+                    f"({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''})")
     return None
 
 
@@ -182,7 +183,8 @@ def _bless(record: RunRecord, options: FinishOptions, session) -> list[str]:
         models.append(BlessedModel(spec=spec, model_type=info["model_type"],
                                    names=(spec, Path(spec.rstrip("/")).name), n_layers=info["n_layers"],
                                    revision=info.get("revision"), config_hash=info.get("config_hash")))
-    request = BlessRequest(location=location if target_file is None else target_file.parent, reason=options.reason or "", rows=record.rows, models=models,
+    request = BlessRequest(location=location if target_file is None else target_file.parent,
+                           reason=options.reason or "", rows=record.rows, models=models,
                            environment=record.environments[0] if record.environments else {},
                            settings=record.settings or {},
                            benchmarks={name: {"n_samples": info["n_samples"], "hash": info["hash"]}

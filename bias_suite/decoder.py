@@ -212,7 +212,8 @@ def prefill_kwargs(model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> dict
     parameters = inspect.signature(model.forward).parameters
     if geometry.uses_mrope and "mm_token_type_ids" in parameters and kwargs.get("mm_token_type_ids") is None:
         raise CaptureError(
-            f"{type(model).__name__} uses 3-D mRoPE positions and needs 'mm_token_type_ids' (the processor returns it); "
+            f"{type(model).__name__} uses 3-D mRoPE positions and needs 'mm_token_type_ids' "
+            "(the processor returns it); "
             "without it positions silently fall back to 1-D"
         )
     if "position_ids" in kwargs:

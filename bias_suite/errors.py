@@ -1,10 +1,20 @@
-"""Exceptions raised by bias-suite. Each message names the thing at fault and how to fix it."""
+"""Everything bias-suite raises or warns. Each message names the thing at fault and how to fix it.
+
+Errors derive from :class:`BiasSuiteError` (``except BiasSuiteError`` catches all of them); the ones
+about a bad value are also ``ValueError``. The gate's outcomes are errors too: :class:`GateFailure`
+(bias beyond its bound) and :class:`GateError` (a gated check that could not run). Warnings derive from
+:class:`BiasSuiteWarning`, so ``-W error::bias_suite.errors.BiasSuiteWarning`` turns them into errors.
+"""
 
 from __future__ import annotations
 
 
 class BiasSuiteError(Exception):
-    """Base class for every error bias-suite raises on bad input."""
+    """Base class for every error bias-suite raises."""
+
+
+class BiasSuiteWarning(UserWarning):
+    """Base class for every warning bias-suite emits."""
 
 
 class ModelNotFoundError(BiasSuiteError):
@@ -55,3 +65,23 @@ class SeedError(BiasSuiteError, ValueError):
 
 class ThresholdError(BiasSuiteError, ValueError):
     """A threshold file is missing, unreadable or does not follow the schema; or an update was refused."""
+
+
+class BenchmarkError(BiasSuiteError, ValueError):
+    """A benchmark name, file or sample is unusable; the message names the file, row and column at fault."""
+
+
+class BaselineError(BiasSuiteError, ValueError):
+    """A baseline card cannot be read or compared with this run; the message names the difference."""
+
+
+class GateFailure(BiasSuiteError):
+    """A gated metric's whole interval lies beyond its bound: the model is more biased than allowed."""
+
+
+class GateError(BiasSuiteError):
+    """A gated metric could not be computed or its rule cannot gate this run: never a pass."""
+
+
+class BiasGateWarning(BiasSuiteWarning):
+    """A metric's point estimate is beyond its bound, but its interval is not (noise could explain it)."""

@@ -108,11 +108,12 @@ class ResultRow:
         if self.message:
             row["message"] = self.message
         if with_replicates and self.replicates is not None:
-            row["replicates"] = [float(f"{x:.{REPLICATE_DIGITS}g}") if math.isfinite(x) else None for x in self.replicates]
+            row["replicates"] = [float(f"{x:.{REPLICATE_DIGITS}g}") if math.isfinite(x) else None
+                                 for x in self.replicates]
         return row
 
     @classmethod
-    def from_json(cls, row: Mapping) -> "ResultRow":
+    def from_json(cls, row: Mapping) -> ResultRow:
         replicates = row.get("replicates")
         return cls(
             model=row["model"], benchmark=row["benchmark"], layer=row["layer"], head=row["head"], metric=row["metric"],
@@ -149,13 +150,13 @@ def worst(statuses: Iterable[str]) -> str:
 class Gauge:
     """What rows of one run are judged against: the model's threshold file and the run's settings."""
 
-    threshold: "ThresholdFile | None"
+    threshold: ThresholdFile | None
     model: str
     n_layers: int
     settings: Mapping[str, object]  # RunSettings.recorded()
     benchmark_hashes: Mapping[str, str]
 
-    def row(self, benchmark: str, layer: int | None, head: int | None, metric: str, estimate: "Estimate") -> ResultRow:
+    def row(self, benchmark: str, layer: int | None, head: int | None, metric: str, estimate: Estimate) -> ResultRow:
         """One row. Only pooled values (``head=None``) are gated; per-head rows are ``unchecked`` detail.
         ``max_increase`` rules are judged later, against a baseline run."""
         direction = spec_of(metric).direction
@@ -167,7 +168,8 @@ class Gauge:
             return base
         judged = []
         for rule in rules:
-            problem = self.threshold.settings_problem(rule, self.settings, benchmark, self.benchmark_hashes.get(benchmark))
+            problem = self.threshold.settings_problem(rule, self.settings, benchmark,
+                                                      self.benchmark_hashes.get(benchmark))
             status = "error" if problem else judge(estimate.value, estimate.ci, rule.bound)
             judged.append((status, rule, problem or ""))
         status, rule, problem = max(judged, key=lambda item: SEVERITY[item[0]])
@@ -176,19 +178,19 @@ class Gauge:
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
                        rule=rule_reference(self.threshold, rule), message=message)
 
-    def keyspace_rows(self, benchmark: str, results: Sequence["KeySpaceResult"]) -> list[ResultRow]:
+    def judge_keyspace(self, benchmark: str, results: Sequence[KeySpaceResult]) -> list[ResultRow]:
         return [self.row(benchmark, result.layer, result.head, name, estimate)
                 for result in results for name, estimate in result.metrics.items()]
 
-    def attention_rows(self, benchmark: str, results: Mapping[str, "AttentionResult"]) -> list[ResultRow]:
+    def judge_attention(self, benchmark: str, results: Mapping[str, AttentionResult]) -> list[ResultRow]:
         return [self.row(benchmark, result.layer, None, f"{name}.{query_set}", estimate)
                 for query_set, result in results.items() for name, estimate in result.metrics.items()]
 
-    def behaviour_rows(self, benchmark: str, results: Mapping[str, "Estimate"]) -> list[ResultRow]:
+    def judge_behaviour(self, benchmark: str, results: Mapping[str, Estimate]) -> list[ResultRow]:
         return [self.row(benchmark, None, None, name, estimate) for name, estimate in results.items()]
 
 
-def rule_reference(threshold: "ThresholdFile", rule: "Rule") -> str:
+def rule_reference(threshold: ThresholdFile, rule: Rule) -> str:
     return f"{threshold.name} rules[{rule.index}]"
 
 

@@ -58,7 +58,8 @@ def answer_token_count(processor: ProcessorMixin, sample: Sample) -> int:
     full = tokenizer(prompt_text(processor, sample, append_answer=True))["input_ids"]
     prompt = tokenizer(prompt_text(processor, sample))["input_ids"]
     if full[: len(prompt)] != prompt:
-        raise ValueError(f"{sample.sample_id}: appending the answer re-tokenises the prompt; cannot locate answer tokens")
+        raise ValueError(f"{sample.sample_id}: appending the answer re-tokenises the prompt; "
+                         "cannot locate answer tokens")
     return len(full) - len(prompt)
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from bias_suite.errors import LayerSelectionError
 
 RELATIVE = ("first_third", "middle_third", "last_third")
-SYNTAX = "all, 0,4,8, 0-7, every:4, first_third, middle_third, last_third (comma-separated; negative indices count from the end)"
+SYNTAX = ("all, 0,4,8, 0-7, every:4, first_third, middle_third, last_third "
+          "(comma-separated; negative indices count from the end)")
 _INDEX = re.compile(r"^-?\d+$")
 _RANGE = re.compile(r"^(-?\d+)-(-?\d+)$")
 _EVERY = re.compile(r"^every:(\d+)$")
@@ -28,12 +29,13 @@ class LayerSelector:
     parts: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "LayerSelector":
+    def parse(cls, text: str) -> LayerSelector:
         if not isinstance(text, str) or not text.strip():
             raise LayerSelectionError(f"empty layer selector; use {SYNTAX}")
         parts = tuple(part.strip() for part in text.split(","))
         for part in parts:
-            if not (part == "all" or part in RELATIVE or _INDEX.match(part) or _RANGE.match(part) or _EVERY.match(part)):
+            if not (part == "all" or part in RELATIVE or _INDEX.match(part) or _RANGE.match(part)
+                    or _EVERY.match(part)):
                 raise LayerSelectionError(f"unknown layer selector {part!r} in {text!r}; use {SYNTAX}")
             every = _EVERY.match(part)
             if every and int(every.group(1)) < 1:

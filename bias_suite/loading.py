@@ -44,7 +44,7 @@ from bias_suite.hub import (
     hub_timeouts,
     not_on_the_hub,
 )
-from bias_suite.options import parse_device  # noqa: F401  (re-exported)
+from bias_suite.options import parse_device
 from bias_suite.shapes import SHAPE_PREFIX, SHAPES, build_shape, is_shape_spec, shape_config
 from bias_suite.tiny import TINY_FAMILIES, ensure_checkpoint
 
@@ -131,7 +131,7 @@ def resolve_spec(spec: str, cache_dir: Path | None = None) -> ResolvedSpec:
         directory = DEMO_CHECKPOINTS[spec]
         if not (directory / "config.json").is_file():
             raise ModelNotFoundError(f"{spec}: the shipped checkpoint is missing from {directory}; "
-                                     "rebuild it with: python -m bias_suite.demo.train")
+                                     "rebuild it with: python -m bias_suite train-demo")
         return ResolvedSpec("alias", str(directory))
     path = Path(spec).expanduser()
     if path.is_dir():

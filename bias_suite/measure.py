@@ -23,7 +23,6 @@ from bias_suite.capture import CaptureConfig, DecoderGeometry, SampleCapture, de
 from bias_suite.extraction import extract
 from bias_suite.inputs import answer_token_count
 from bias_suite.layers import LayerSelector
-from bias_suite.options import RunSettings
 from bias_suite.loading import LoadedModel, load_model
 from bias_suite.metrics import (
     AttentionResult,
@@ -31,8 +30,9 @@ from bias_suite.metrics import (
     KeySpaceResult,
     keyspace_metrics_by_layer,
     query_positions,
-    summarise,
+    summarise_attention,
 )
+from bias_suite.options import RunSettings
 
 
 def keyspace_config(settings: RunSettings) -> KeySpaceConfig:
@@ -57,10 +57,11 @@ def environment(loaded: LoadedModel | None = None) -> dict[str, str]:
 class ModelUnderTest:
     """A loaded model with its chosen layers; measurements cached per benchmark. Read-only for users."""
 
-    def __init__(self, spec: str, settings: RunSettings = RunSettings(), device: str | None = None,
+    def __init__(self, spec: str, settings: RunSettings | None = None, device: str | None = None,
                  statistics_threads: int | None = None):
         """statistics_threads: CPU threads of the key-space statistics (default: torch's thread count now);
         results do not depend on it."""
+        settings = settings if settings is not None else RunSettings()
         self.spec = spec
         self.settings = settings
         self.statistics_threads = statistics_threads or torch.get_num_threads()
@@ -73,7 +74,7 @@ class ModelUnderTest:
                                                                    self.geometry.attention_layers)
         self._measurements: dict[str, Measurement] = {}
 
-    def on(self, benchmark: Benchmark, progress=None) -> "Measurement":
+    def on(self, benchmark: Benchmark, progress=None) -> Measurement:
         if benchmark.name not in self._measurements:
             self._measurements[benchmark.name] = Measurement(self, benchmark, progress)
         return self._measurements[benchmark.name]
@@ -143,7 +144,8 @@ class Measurement:
                 for name, positions in query_positions(capture.image_mask, n_answer).items():
                     per_set.setdefault(name, []).append(capture.row_shares_at(layer, positions))
             settings = self.model.settings
-            self._attention[layer] = {name: summarise(shares, layer, name, settings.n_bootstrap, settings.seed)
+            self._attention[layer] = {name: summarise_attention(shares, layer, name, settings.n_bootstrap,
+                                                                settings.seed)
                                       for name, shares in per_set.items()}
         return self._attention[layer]
 

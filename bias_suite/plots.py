@@ -291,10 +291,12 @@ def layer_curves_svg(rows_by_model: Mapping[str, Sequence[ResultRow]], metric: s
         tip = f"<title>bound at layer {layer}: {_esc(Bound(limit, bound_direction).describe())}</title>"
         if limit in on_scale:
             parts.append(f"<line x1='{x(layer) - half:.1f}' x2='{x(layer) + half:.1f}' y1='{y(limit):.1f}' "
-                         f"y2='{y(limit):.1f}' stroke='{BOUND_COLOUR}' stroke-width='2' stroke-dasharray='4 2'>{tip}</line>")
+                         f"y2='{y(limit):.1f}' stroke='{BOUND_COLOUR}' stroke-width='2' "
+                         f"stroke-dasharray='4 2'>{tip}</line>")
         else:  # a triangle on the edge, pointing to where the bound lies
             tip_y, base = (top, top + 7) if limit > axis.high else (bottom, bottom - 7)
-            parts.append(f"<polygon points='{x(layer) - 5:.1f},{base} {x(layer) + 5:.1f},{base} {x(layer):.1f},{tip_y}' "
+            parts.append(f"<polygon points='{x(layer) - 5:.1f},{base} {x(layer) + 5:.1f},{base} "
+                         f"{x(layer):.1f},{tip_y}' "
                          f"fill='{BOUND_COLOUR}'>{tip}</polygon>")
     for model, points in series.items():
         colour = colours[model]
@@ -310,7 +312,8 @@ def layer_curves_svg(rows_by_model: Mapping[str, Sequence[ResultRow]], metric: s
         parts.append(f"<polyline points='{' '.join(f'{x(layer):.1f},{y(v):.1f}' for layer, v, _, _ in points)}' "
                      f"fill='none' stroke='{colour}' stroke-width='1.6'/>")
         for layer, value, ci, status in points:
-            ring = (f" r='4' stroke='{RING_COLOURS[status]}' stroke-width='2'" if status in RING_COLOURS else " r='2.6'")
+            ring = (f" r='4' stroke='{RING_COLOURS[status]}' stroke-width='2'" if status in RING_COLOURS
+                    else " r='2.6'")
             interval = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
             parts.append(f"<circle cx='{x(layer):.1f}' cy='{y(value):.1f}' fill='{colour}'{ring}><title>{_esc(model)}, "
                          f"layer {layer}: {_fmt(value)}{interval} ({status})</title></circle>")
@@ -388,7 +391,8 @@ def heatmap_svg(rows: Sequence[ResultRow], metric: str, model: str, benchmark: s
             finite = math.isfinite(value) and axis is not None
             fill = heat_colour(axis.fraction(value)) if finite else "#bbbbbb"
             tip = _fmt(value) if finite else "not computed"
-            parts.append(f"<rect x='{left + cell_w * column}' y='{top + cell_h * row}' width='{cell_w}' height='{cell_h}' "
+            parts.append(f"<rect x='{left + cell_w * column}' y='{top + cell_h * row}' "
+                         f"width='{cell_w}' height='{cell_h}' "
                          f"fill='{fill}'><title>layer {layer}, KV head {head}: {tip}</title></rect>")
     for column, head in enumerate(heads):
         if column % head_stride == 0:
@@ -398,12 +402,14 @@ def heatmap_svg(rows: Sequence[ResultRow], metric: str, model: str, benchmark: s
                  "KV head</text>")
     if axis is not None:
         steps = 24
-        parts += [f"<rect x='{bar_x}' y='{top + bar_h * (1 - (i + 1) / steps):.2f}' width='10' height='{bar_h / steps + 0.3:.2f}' "
+        parts += [f"<rect x='{bar_x}' y='{top + bar_h * (1 - (i + 1) / steps):.2f}' width='10' "
+                  f"height='{bar_h / steps + 0.3:.2f}' "
                   f"fill='{heat_colour((i + 0.5) / steps)}'/>" for i in range(steps)]
         parts.append(f"<rect x='{bar_x}' y='{top}' width='10' height='{bar_h}' fill='none' stroke='#999'/>")
         for tick in axis.ticks:
             tick_y = top + bar_h * (1 - axis.fraction(tick))
-            parts.append(f"<line x1='{bar_x + 10}' x2='{bar_x + 14}' y1='{tick_y:.1f}' y2='{tick_y:.1f}' stroke='#444'/>"
+            parts.append(f"<line x1='{bar_x + 10}' x2='{bar_x + 14}' y1='{tick_y:.1f}' "
+                         f"y2='{tick_y:.1f}' stroke='#444'/>"
                          f"<text x='{bar_x + 16}' y='{tick_y + 3.5:.1f}' font-size='9'>{axis.label(tick)}</text>")
     parts.append("</svg>")
     return "".join(parts)
@@ -437,7 +443,8 @@ def scatter_svg(points: Mapping[str, Sequence[Sequence[float]]], kind: str, titl
                       (f"<rect x='5' y='2' width='6' height='6' fill='{TEXT_COLOUR}'/>", f"text keys ({len(text)})")],
                      8, 22, SCATTER_WIDTH)
     return (f"<svg width='{SCATTER_WIDTH}' height='{SCATTER_HEIGHT}' class='{_esc(kind)}' role='img' "
-            f"aria-label='{_esc(title)}' {FONT}><text x='8' y='14' font-size='12' font-weight='bold'>{_esc(title)}</text>"
+            f"aria-label='{_esc(title)}' {FONT}><text x='8' y='14' font-size='12' font-weight='bold'>"
+            f"{_esc(title)}</text>"
             f"{legend.svg}<rect x='{left}' y='{top}' width='{right - left}' height='{bottom - top}' fill='none' "
             f"stroke='#bbb'/>{''.join(marks)}<text x='{(left + right) / 2:.0f}' y='{bottom + 16}' text-anchor='middle' "
             f"font-size='10'>{names[0]}</text><text transform='translate(14,{(top + bottom) / 2:.0f}) rotate(-90)' "
@@ -521,7 +528,8 @@ def _benchmark_section(card, benchmark: str, colours: Mapping[str, str]) -> list
     for metric in HEATMAP_METRICS:
         rows = [row for row in per_head if row.metric == metric]
         axis = heatmap_axis(rows, metric)
-        figures = [heatmap_svg([r for r in rows if r.model == model], metric, model, benchmark, axis) for model in models]
+        figures = [heatmap_svg([r for r in rows if r.model == model], metric, model, benchmark, axis)
+                   for model in models]
         if any(figures):
             maps.append(f"<div class='row'>{''.join(figures)}</div>")  # one metric's maps stay together
     if maps:
@@ -553,7 +561,8 @@ def card_html(card) -> str:
     links = [f"<a href='#{_anchor(b)}'>{_esc(b)}</a>" for b in benchmarks]
     links += ["<a href='#gated'>gated rows</a>", "<a href='#all-layers'>all layers</a>"]
     sections = ["<h1>Bias report card</h1>",
-                f"<p class='caption'>bias-suite {_esc(card.to_json()['suite_version'])} · created {_esc(card.created)}</p>",
+                (f"<p class='caption'>bias-suite {_esc(card.to_json()['suite_version'])} · "
+                 f"created {_esc(card.created)}</p>"),
                 f"<nav>{''.join(links)}</nav>",
                 "<h2>Verdicts</h2>", _table(["model", "verdict", "details"], _verdict_rows(card), status_column=1)]
     if card.notes():

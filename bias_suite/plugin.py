@@ -4,7 +4,8 @@ Registered through the ``pytest11`` entry point ``bias_suite.plugin`` (a source 
 ``conftest.py`` loads it under the same name). Installed, it is a guest in other test suites: at load it
 imports neither torch nor transformers, and it touches nothing — no threads, no deselection, no items —
 unless a gate option is given (``--model``) or the ini option ``bias_gate = true`` asks for the gate on
-the default model (in a run without path arguments). Then it adds one item per case (``bias_gate::key_separation[MODEL-BENCH-L3]``,
+the default model (in a run without path arguments). Then it adds one item per case
+(``bias_gate::key_separation[MODEL-BENCH-L3]``,
 ``attention_share[…]``, ``text_preference[MODEL-BENCH]``), runs them through
 :class:`bias_suite.worker.GateSession` and, on the controller, merges the rows into the card
 (:mod:`bias_suite.controller`, :mod:`bias_suite.report`) and sets the exit status.
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bias_suite import options as validate
-from bias_suite.errors import BiasSuiteError
+from bias_suite.errors import BiasGateWarning, BiasSuiteError, GateError, GateFailure
 
 GATE_MARKER = "bias_gate"
 GATE_INI = "bias_gate"
@@ -50,18 +51,6 @@ TRUST_REMOTE_CODE_OPTION = "--trust-remote-code"
 INCOMPLETE_WEIGHTS_OPTION = "--allow-incomplete-weights"
 REPORT_OPTION = "--bias-report"
 BASELINE_OPTION = "--bias-baseline"
-
-
-class GateFailure(Exception):
-    """A gated metric's whole interval lies beyond its bound."""
-
-
-class GateError(Exception):
-    """A gated metric could not be computed or its rule cannot gate this run: never a pass."""
-
-
-class BiasGateWarning(UserWarning):
-    """A metric's point estimate is beyond its bound, but its interval is not (noise could explain it)."""
 
 
 def _checked(parse: Callable):
@@ -97,7 +86,8 @@ def _add(group, name: str, **kwargs) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("bias", "bias-suite: intrinsic text bias of multimodal LLMs")
     _add(group, MODEL_OPTION, dest="bias_models", action="append", default=None, metavar="SPEC",
-         help="run the bias gate on this model (repeatable): hub id, local checkpoint dir, built-in alias or shape:NAME")
+         help="run the bias gate on this model (repeatable): hub id, local checkpoint dir, built-in alias "
+              "or shape:NAME")
     _add(group, LAYERS_OPTION, dest="bias_layers", default="all", type=_checked(validate.parse_layers),
          metavar="SELECTOR", help="decoder layers: all, 0,4,8, 0-7, every:4, first_third, middle_third, last_third")
     _add(group, BENCHMARK_OPTION, dest="bias_benchmarks", action="append", default=None,
@@ -128,7 +118,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          help="allow checkpoints that ship their own modelling code (off by default)")
     _add(group, INCOMPLETE_WEIGHTS_OPTION, dest="bias_allow_incomplete_weights", action="store_true",
          help="load checkpoints with missing or unexpected weights (random gaps; the card says so)")
-    _add(group, REPORT_OPTION, dest="bias_reports", action="append", default=[], type=_checked(validate.parse_report_path),
+    _add(group, REPORT_OPTION, dest="bias_reports", action="append", default=[],
+         type=_checked(validate.parse_report_path),
          metavar="PATH", help="write the bias report card; format by suffix (.md, .json, .html); repeatable")
     _add(group, BASELINE_OPTION, dest="bias_baseline", default=None, metavar="CARD.json",
          help="compare with a previous run's JSON card (same samples and seed): change per metric, paired bootstrap")
@@ -262,7 +253,7 @@ class GateItem(pytest.Item):
             warnings.warn(BiasGateWarning(message), stacklevel=1)
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (GateFailure, GateError, BiasSuiteError)):
+        if isinstance(excinfo.value, BiasSuiteError):  # the gate's outcomes and bad input: no traceback
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 

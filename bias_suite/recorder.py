@@ -105,7 +105,8 @@ def _layouts(batch: int, seq: int, kv: int, head_dim: int):
     return (
         lambda t: t.reshape(batch, seq, kv, head_dim) if t.shape[:2] == (batch, seq) else None,  # [B,S,kv·d]/[B,S,kv,d]
         lambda t: t.transpose(1, 2) if t.ndim == 4 and t.shape[:3] == (batch, kv, seq) else None,  # [B,kv,S,d]
-        lambda t: t.reshape(batch, seq, kv, head_dim) if t.ndim == 3 and t.shape[0] == batch * seq else None,  # [B·S,kv,d]
+        # [B·S,kv,d]
+        lambda t: t.reshape(batch, seq, kv, head_dim) if t.ndim == 3 and t.shape[0] == batch * seq else None,
     )
 
 
@@ -146,7 +147,8 @@ class CaptureRecorder:
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
         self.sliding_windows[layer] = window
         visible = self._visible(attention_mask, module, window, key.shape[2])
-        self.row_shares[layer] = row_statistics(scores, visible, plan.image_mask, self.sinks[layer])
+        self.row_shares[layer] = row_statistics(scores, visible, plan.image_mask, self.sinks[layer],
+                                                overwrite_scores=True)
         if plan.keep_post_rope:
             self.post_rope_keys[layer] = key.detach()
             self.post_rope_queries[layer] = queries
@@ -259,7 +261,8 @@ def attach_capture(model: PreTrainedModel, plan: BatchPlan) -> Iterator[CaptureR
             attention = self_attention(layer)
             if attention is None:
                 continue
-            attention._bias_suite_capture = (_delegate_for(attention, backend), recorder if index in plan.layers else None)
+            attention._bias_suite_capture = (_delegate_for(attention, backend),
+                                             recorder if index in plan.layers else None)
             stack.callback(delattr, attention, "_bias_suite_capture")
             if index in plan.layers:
                 _hook_keys(attention, index, recorder, stack)
@@ -272,7 +275,8 @@ def attach_capture(model: PreTrainedModel, plan: BatchPlan) -> Iterator[CaptureR
         stack.callback(rotary.register_forward_pre_hook(recorder.rotary_hook, with_kwargs=True).remove)
         embeddings = decoder.get_input_embeddings() if hasattr(decoder, "get_input_embeddings") else None
         if isinstance(embeddings, nn.Embedding):
-            stack.callback(decoder.register_forward_pre_hook(recorder.decoder_hook(embeddings), with_kwargs=True).remove)
+            stack.callback(decoder.register_forward_pre_hook(recorder.decoder_hook(embeddings),
+                                                             with_kwargs=True).remove)
         _wrap_placeholder_mask(model, recorder, int(text_config.hidden_size), stack)
         yield recorder
 

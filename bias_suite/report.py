@@ -81,11 +81,13 @@ class ReportCard:
     changes: tuple[Change, ...] = ()
     not_baselined: tuple[str, ...] = ()
     strict_env: bool = False
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
     @classmethod
     def build(cls, record, drift: Sequence[str] = (), updates: Sequence[str] = (), problems: Sequence[str] = (),
-              changes: Sequence[Change] = (), strict_env: bool = False, not_baselined: Sequence[str] = ()) -> "ReportCard":
+              changes: Sequence[Change] = (), strict_env: bool = False,
+              not_baselined: Sequence[str] = ()) -> ReportCard:
         environment = dict(record.environments[0]) if record.environments else {}
         if len(record.environments) > 1:
             environment["note"] = "workers ran in different environments: " + json.dumps(record.environments)
@@ -100,7 +102,7 @@ class ReportCard:
             not_baselined=tuple(not_baselined), strict_env=strict_env,
         )
 
-    def with_problems(self, problems: Sequence[str]) -> "ReportCard":
+    def with_problems(self, problems: Sequence[str]) -> ReportCard:
         return replace(self, problems=(*self.problems, *problems))
 
     # ------------------------------------------------------------------ summaries
@@ -163,7 +165,8 @@ class ReportCard:
     def change_rows(self) -> list[list[object]]:
         rows = []
         for change in self.changes:
-            ci = f" [{format_number(change.ci[0], sign=True)}, {format_number(change.ci[1], sign=True)}]" if change.ci else ""
+            ci = (f" [{format_number(change.ci[0], sign=True)}, {format_number(change.ci[1], sign=True)}]"
+                  if change.ci else "")
             increase = format_number(change.increase, sign=True) + ci
             rows.append([change.model, change.baseline_model, change.benchmark,
                          "" if change.layer is None else change.layer, change.metric, increase,
@@ -176,24 +179,28 @@ class ReportCard:
         for model in self.model_names():
             info = self.thresholds.get(model, {})
             counts = self.counts(model)
-            gated_by = (f"{info.get('label', info.get('file'))} v{info.get('version')} (matched by {info.get('matched_by')}"
+            gated_by = (f"{info.get('label', info.get('file'))} v{info.get('version')} "
+                        f"(matched by {info.get('matched_by')}"
                         + (", provisional" if info.get("provisional") else "") + ")") if info else "no threshold file"
             lines.append(f"{model}: {verdicts[model]} ({counts['fail']} fail, {counts['warn']} warn, "
                          f"{counts['error']} error, {counts['pass']} pass; gated by {gated_by})")
             gaps = next((m.get("incomplete_weights") for m in self.models if m.get("spec") == model), None)
             if gaps:
-                lines.append(f"{model}: loaded with --allow-incomplete-weights: {len(gaps)} weight(s) did not match the "
-                             f"checkpoint and were filled at random ({', '.join(gaps[:3])}{'…' if len(gaps) > 3 else ''})")
+                lines.append(f"{model}: loaded with --allow-incomplete-weights: {len(gaps)} weight(s) "
+                             "did not match the checkpoint and were filled at random "
+                             f"({', '.join(gaps[:3])}{'…' if len(gaps) > 3 else ''})")
         return lines
 
     def notes(self) -> list[str]:
         notes = [f"problem: {line}" for line in self.problems]
-        notes += [f"environment drift{' (--strict-env: failing)' if self.strict_env else ''}: {line}" for line in self.drift]
+        notes += [f"environment drift{' (--strict-env: failing)' if self.strict_env else ''}: {line}"
+                  for line in self.drift]
         notes += [f"thresholds updated: {line}" for line in self.updates]
         return notes
 
     def benchmark_line(self) -> str:
-        return "benchmarks: " + ", ".join(f"{b['name']} ({b['n_samples']} samples, {b['hash']})" for b in self.benchmarks)
+        return "benchmarks: " + ", ".join(f"{b['name']} ({b['n_samples']} samples, {b['hash']})"
+                                          for b in self.benchmarks)
 
     # ------------------------------------------------------------------ formats
 
@@ -245,7 +252,8 @@ class ReportCard:
         parts += [f"- **{escape_markdown(line.split(':', 1)[0])}**:{escape_markdown(line.split(':', 1)[1])}"
                   for line in self.model_lines()]
         parts += ["", escape_markdown(self.benchmark_line()), ""]
-        parts += [table(self.summary_rows(), ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]),
+        parts += [table(self.summary_rows(),
+                        ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]),
                   "", "\\* gated; ↑/↓ worse: the direction in which a metric means more text bias", ""]
         gated = self.gated_rows()
         if gated:
@@ -255,7 +263,8 @@ class ReportCard:
             parts += ["## Behaviour", "", table(behaviour, BEHAVIOUR_HEADERS), ""]
         changes = self.change_rows()
         if changes:
-            parts += ["## Change against the baseline (positive: more text bias)", "", table(changes, CHANGE_HEADERS), ""]
+            parts += ["## Change against the baseline (positive: more text bias)", "",
+                      table(changes, CHANGE_HEADERS), ""]
         environment = ", ".join(f"{key} {value}" for key, value in self.environment.items())
         parts += [f"Environment: {escape_markdown(environment)}", ""]
         parts += [f"- {escape_markdown(line)}" for line in self.notes()]

@@ -61,7 +61,8 @@ def _llava_config(text: dict) -> Callable[[ProcessorMixin], PretrainedConfig]:
     return build
 
 
-def _qwen_config(config_class: type, text: dict, vision: dict, tie: bool) -> Callable[[ProcessorMixin], PretrainedConfig]:
+def _qwen_config(config_class: type, text: dict, vision: dict,
+                 tie: bool) -> Callable[[ProcessorMixin], PretrainedConfig]:
     def build(processor: ProcessorMixin) -> PretrainedConfig:
         tokenizer = processor.tokenizer
         ids = tokenizer.convert_tokens_to_ids

@@ -1,6 +1,6 @@
 """Versioned threshold files: schema, strict reading, and which file gates a model.
 
-One YAML per model family (DESIGN §4)::
+One YAML per model family, chosen by what it matches (name patterns, then model_type)::
 
     version: 3
     family: llava-1.5-ours
@@ -309,7 +309,8 @@ def load_threshold_file(path: str | Path) -> ThresholdFile:
             raise _fail(path, key, "expected a mapping")
     unknown_settings = set(document.get("settings") or {}) - set(SETTING_KEYS)
     if unknown_settings:
-        raise _fail(path, f"settings.{sorted(unknown_settings)[0]}", f"unknown setting; known: {', '.join(SETTING_KEYS)}")
+        raise _fail(path, f"settings.{sorted(unknown_settings)[0]}",
+                    f"unknown setting; known: {', '.join(SETTING_KEYS)}")
     rules = document.get("rules")
     if not isinstance(rules, list):
         raise _fail(path, "rules", f"expected a list of rules, got {rules!r}")
@@ -352,7 +353,8 @@ def family_file(location: Path, model_type: str, names: Sequence[str]) -> Thresh
         found = [f for f in files if f.matches(model_type, names) == kind]
         if len(found) > 1:
             raise ThresholdError(
-                f"{', '.join(str(f.path) for f in found)} all match {kind} of {names[0]!r}: make their patterns disjoint")
+                f"{', '.join(str(f.path) for f in found)} all match {kind} of {names[0]!r}: "
+                "make their patterns disjoint")
         if found:
             return found[0]
     return None

@@ -38,7 +38,8 @@ class Case:
 
     @property
     def id(self) -> str:
-        benchmark = self.benchmark if "/" not in self.benchmark and "\\" not in self.benchmark else Path(self.benchmark).stem
+        benchmark = (self.benchmark if "/" not in self.benchmark and "\\" not in self.benchmark
+                     else Path(self.benchmark).stem)
         return f"{self.model}-{benchmark}" + (f"-L{self.layer}" if self.layer is not None else "")
 
     def as_dict(self) -> dict:
@@ -69,7 +70,7 @@ class GateSession:
 
     # ------------------------------------------------------------------ what the run consists of
 
-    def describe(self, model: str) -> SpecDescription:
+    def spec_description(self, model: str) -> SpecDescription:
         """The model's family and layers from its config alone."""
         if model not in self._described:
             self._described[model] = describe_spec(model, self.settings.trust_remote_code)
@@ -81,7 +82,7 @@ class GateSession:
         return self._benchmarks[name]
 
     def layers(self, model: str) -> tuple[int, ...]:
-        described = self.describe(model)
+        described = self.spec_description(model)
         return LayerSelector.parse(self.settings.layers).resolve(described.n_layers, model, described.attention_layers)
 
     def cases(self) -> list[Case]:
@@ -90,21 +91,22 @@ class GateSession:
                        for layer in self.layers(model)]
         cases = [Case(model, benchmark, layer, kind) for kind in ("keyspace", "attention")
                  for model, benchmark, layer in layer_cases]
-        cases += [Case(model, benchmark, None, "behaviour") for model in self.models for benchmark in self.benchmark_names
+        cases += [Case(model, benchmark, None, "behaviour")
+                  for model in self.models for benchmark in self.benchmark_names
                   if self.benchmark(benchmark).has_conflicts]
         return cases
 
     def selection(self, spec: str) -> Selection:
         """The threshold file that gates ``spec`` and how it was chosen."""
         if spec not in self._selections:
-            model_type = self.describe(spec).model_type
+            model_type = self.spec_description(spec).model_type
             names = [spec, os.path.basename(spec.rstrip("/"))]
             self._selections[spec] = select_threshold_file(self.thresholds_location, model_type, names)
         return self._selections[spec]
 
     def unreachable_rules(self, spec: str) -> list[str]:
         """Rules of the model's file whose layers the model does not have (a rule that covers nothing)."""
-        return self.selection(spec).file.unreachable_rules(self.describe(spec).n_layers)
+        return self.selection(spec).file.unreachable_rules(self.spec_description(spec).n_layers)
 
     # ------------------------------------------------------------------ measuring
 
@@ -145,9 +147,11 @@ class GateSession:
                       {case.benchmark: benchmark.content_hash})
         info = model.loaded.info
         context = {
-            "model": {"spec": case.model, "model_type": info.model_type, "revision": info.revision, "n_layers": n_layers,
+            "model": {"spec": case.model, "model_type": info.model_type, "revision": info.revision,
+                      "n_layers": n_layers,
                       "config_hash": info.config_hash,
-                      "incomplete_weights": [*info.missing_weights, *info.unexpected_weights, *info.mismatched_weights]},
+                      "incomplete_weights": [*info.missing_weights, *info.unexpected_weights,
+                                             *info.mismatched_weights]},
             "benchmark": {"name": case.benchmark, "n_samples": benchmark.size, "hash": benchmark.content_hash},
             "threshold": {"model": case.model, "file": display_path(selection.file.path),
                           "label": selection.file.name if selection.file.is_packaged_default else
@@ -159,15 +163,15 @@ class GateSession:
             "settings": self.settings.recorded(),
         }
         if case.kind == "keyspace":
-            rows = gauge.keyspace_rows(case.benchmark, measurement.keyspace(case.layer))
+            rows = gauge.judge_keyspace(case.benchmark, measurement.keyspace(case.layer))
             shown = model.layers[:: max(1, math.ceil(len(model.layers) / PROJECTION_LAYERS))]
             if self.projections and case.layer in shown:
                 context["projection"] = {"model": case.model, "benchmark": case.benchmark, "layer": case.layer,
                                          **measurement.projection(case.layer)}
         elif case.kind == "attention":
-            rows = gauge.attention_rows(case.benchmark, measurement.attention(case.layer))
+            rows = gauge.judge_attention(case.benchmark, measurement.attention(case.layer))
         else:
-            rows = gauge.behaviour_rows(case.benchmark, measurement.behaviour)
+            rows = gauge.judge_behaviour(case.benchmark, measurement.behaviour)
         return CaseResult(rows, context)
 
 

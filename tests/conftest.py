@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from bias_suite.inputs import Sample
 from bias_suite.loading import LoadedModel, load_model
 from bias_suite.tiny import TINY_FAMILIES
+from tests.samples import make_samples
 
 FAMILIES = tuple(TINY_FAMILIES)
-QUESTIONS = (
-    "What colour is the cat on the left of the picture?",
-    "How many?",
-    "Where is the red ball? Answer with one word.",
-    "Describe the image.",
-)
 
 
 @pytest.fixture(scope="session")
@@ -62,18 +55,6 @@ def tolerance(bias_device_and_dtype) -> dict[str, float]:
     _, dtype = bias_device_and_dtype
     return {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
             torch.float16: dict(atol=5e-3, rtol=5e-3)}[dtype]
-
-
-def make_samples(n: int, seed: int = 0) -> list[Sample]:
-    """``n`` samples with random images of different sizes and questions of different lengths
-    (so a batch of them is padded)."""
-    rng = np.random.default_rng(seed)
-    samples = []
-    for i in range(n):
-        height, width = 48 + 8 * (i % 3), 64 + 8 * (i % 4)
-        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        samples.append(Sample(f"sample-{i}", Image.fromarray(pixels), QUESTIONS[i % len(QUESTIONS)]))
-    return samples
 
 
 @pytest.fixture

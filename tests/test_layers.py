@@ -11,7 +11,7 @@ from bias_suite.layers import LayerSelector
     ("0,4,8", 12, (0, 4, 8)),
     ("0-3", 8, (0, 1, 2, 3)),
     ("every:4", 10, (0, 4, 8)),
-    ("first_third", 32, tuple(range(0, 11))),
+    ("first_third", 32, tuple(range(11))),
     ("middle_third", 32, tuple(range(11, 21))),
     ("last_third", 32, tuple(range(21, 32))),
     ("last_third", 4, (3,)),
@@ -30,7 +30,7 @@ def test_thirds_cover_every_layer_exactly_once():
 
 @pytest.mark.parametrize("text", ["", "middle_half", "every:0", "1..3", "first-third"])
 def test_unknown_selectors_are_refused_when_parsed(text):
-    with pytest.raises(LayerSelectionError, match="selector|every"):
+    with pytest.raises(LayerSelectionError, match=r"selector|every"):
         LayerSelector.parse(text)
 
 

@@ -6,8 +6,9 @@ Built-ins: ``photos`` (scikit-image's photographs), ``shapes`` (rendered scenes 
 Files: VLMEvalKit TSV, JSONL, a ``datasets`` save_to_disk folder, parquet.
 """
 
-from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, content_hash, validate_seed
+from bias_suite.benchmarks.benchmark import Benchmark, content_hash, validate_seed
 from bias_suite.benchmarks.registry import BUILTIN_BENCHMARKS, FILE_READERS, load_benchmark
+from bias_suite.errors import BenchmarkError
 
 __all__ = [
     "BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "content_hash", "load_benchmark",

@@ -9,16 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bias_suite.errors import BiasSuiteError
-from bias_suite.options import validate_seed  # noqa: F401  (re-exported: the library's seed check)
+from bias_suite.errors import BenchmarkError
 from bias_suite.inputs import Sample
+from bias_suite.options import validate_seed  # noqa: F401  (re-exported: the library's seed check)
 
 SOURCES = ("builtin", "tsv", "jsonl", "hf-dataset", "parquet")
 CONTENT_HASH_CHARS = 16
-
-
-class BenchmarkError(BiasSuiteError, ValueError):
-    """A benchmark name, file or sample is unusable; the message names the file, row and column at fault."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bias_suite.benchmarks.benchmark import BenchmarkError
 from bias_suite.benchmarks.rows import (
     IMAGE_COLUMN,
     PendingSample,
@@ -19,6 +18,7 @@ from bias_suite.benchmarks.rows import (
     pending_from_row,
     require_columns,
 )
+from bias_suite.errors import BenchmarkError
 
 
 def read_jsonl(path: Path, *, allow_paths_outside: bool = False) -> list[PendingSample]:

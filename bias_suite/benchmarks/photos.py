@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from bias_suite.benchmarks.benchmark import BenchmarkError
+from bias_suite.errors import BenchmarkError
 from bias_suite.inputs import Sample
 
 MAX_SIDE = 256  # pixels, longer side after downscaling
@@ -31,7 +31,10 @@ def skimage_data():
 
 def skimage_photo(name: str) -> Callable[[], np.ndarray]:
     """Loader of ``skimage.data.<name>()``."""
-    return lambda: getattr(skimage_data(), name)()
+    def load() -> np.ndarray:  # scikit-image's data module is imported on first use, not here
+        return getattr(skimage_data(), name)()
+
+    return load
 
 
 def motorcycle() -> np.ndarray:

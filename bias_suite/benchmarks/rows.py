@@ -29,7 +29,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from bias_suite.benchmarks.benchmark import Benchmark, BenchmarkError, check_unique_ids, subsample_indices
+from bias_suite.benchmarks.benchmark import Benchmark, check_unique_ids, subsample_indices
+from bias_suite.errors import BenchmarkError
 from bias_suite.inputs import Sample
 
 ID_COLUMNS = ("id", "index")
@@ -79,7 +80,7 @@ def mcq_prompt(question: str, hint: str | None, options: Sequence[tuple[str, str
     """The MMBench prompt as LLaVA's evaluation builds it: ``[hint\\n]question\\nA. …\\nB. …\\n<instruction>``."""
     lines = ([hint] if hint is not None else []) + [question]
     lines += [f"{letter}. {option}" for letter, option in options]
-    return "\n".join(lines + [MCQ_INSTRUCTION])
+    return "\n".join([*lines, MCQ_INSTRUCTION])
 
 
 def require_columns(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from bias_suite.benchmarks.benchmark import BenchmarkError
 from bias_suite.benchmarks.rows import (
     IMAGE_COLUMN,
     PendingSample,
@@ -26,6 +25,7 @@ from bias_suite.benchmarks.rows import (
     pending_from_row,
     require_columns,
 )
+from bias_suite.errors import BenchmarkError
 
 IMAGE_REFERENCE_MAX_CHARS = 64
 

@@ -8,7 +8,7 @@ from bias_suite.metrics.attention_share import (
     AttentionResult,
     query_positions,
     row_shares,
-    summarise,
+    summarise_attention,
 )
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
 from bias_suite.metrics.keyspace import KeySpaceConfig, KeySpaceResult, keyspace_metrics, keyspace_metrics_by_layer
@@ -23,8 +23,24 @@ from bias_suite.metrics.registry import (
 )
 
 __all__ = [
-    "ATTENTION_METRICS", "AttentionResult", "BEHAVIOUR_METRICS", "ESTIMATORS", "Estimate", "KEYSPACE_METRICS",
-    "KeySpaceConfig", "KeySpaceResult", "METRICS", "MetricSpec", "RowShares", "bootstrap_weights",
-    "keyspace_metrics", "keyspace_metrics_by_layer", "query_positions", "row_shares",
-    "sample_flips", "spec_of", "summarise", "with_interval",
+    "ATTENTION_METRICS",
+    "BEHAVIOUR_METRICS",
+    "ESTIMATORS",
+    "KEYSPACE_METRICS",
+    "METRICS",
+    "AttentionResult",
+    "Estimate",
+    "KeySpaceConfig",
+    "KeySpaceResult",
+    "MetricSpec",
+    "RowShares",
+    "bootstrap_weights",
+    "keyspace_metrics",
+    "keyspace_metrics_by_layer",
+    "query_positions",
+    "row_shares",
+    "sample_flips",
+    "spec_of",
+    "summarise_attention",
+    "with_interval",
 ]

@@ -53,7 +53,7 @@ def row_shares(
     scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [H, R, n]
     if visible is None:
         visible = visible_keys(query_positions, keys.shape[0], sliding_window)
-    return row_statistics(scores, visible, image_mask, sink_mask)
+    return row_statistics(scores, visible, image_mask, sink_mask, overwrite_scores=True)
 
 
 UNDEFINED_WITHOUT_IMAGE_KEYS = (
@@ -62,7 +62,7 @@ UNDEFINED_WITHOUT_IMAGE_KEYS = (
 )
 
 
-def summarise(
+def summarise_attention(
     per_sample: Sequence[RowShares], layer: int | None, query_set: str, n_bootstrap: int = 200, seed: int = 0
 ) -> AttentionResult:
     """Means over rows and heads per sample, then over samples, with bootstrap intervals over samples.
@@ -91,7 +91,8 @@ def summarise(
     metrics["visual_heads_fraction"] = with_interval(heads_fraction[0], heads_fraction[1:], bounds=(0.0, 1.0),
                                                      keep_replicates=True)
     n_rows = sum(int(shares.visual_share.shape[0]) for shares in per_sample)
-    return AttentionResult(layer, query_set, len(per_sample), n_rows, {name: metrics[name] for name in ATTENTION_METRICS})
+    return AttentionResult(layer, query_set, len(per_sample), n_rows,
+                           {name: metrics[name] for name in ATTENTION_METRICS})
 
 
 def query_positions(image_mask: Tensor, n_answer_tokens: int = 0) -> dict[str, Tensor]:

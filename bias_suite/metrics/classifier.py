@@ -60,7 +60,8 @@ def training_sets(n_folds: int) -> list[tuple[int, ...]]:
     return [(f,) for f in range(n_folds)] + list(itertools.combinations(range(n_folds), 2))
 
 
-def lda_directions(moments: BlockMoments, sample_fold: Tensor, n_folds: int, grid: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+def lda_directions(moments: BlockMoments, sample_fold: Tensor, n_folds: int,
+                   grid: tuple[float, ...]) -> tuple[Tensor, Tensor]:
     """LDA weights and offsets of every training set × shrinkage: ``([P, J, K, d], [P, J, K])`` float32,
     in the centred coordinates of ``moments`` (J = :func:`training_sets`, K = ``len(grid)``).
 
@@ -224,7 +225,8 @@ def jsd_bound(bits: Tensor, layout: TokenLayout, sample_weights: Tensor) -> Tens
     device = bits.device
     sample_weights = sample_weights.to(device)
     blocks = layout.token_block.to(device)
-    per_block = torch.zeros(bits.shape[0], layout.n_blocks, dtype=torch.float64, device=device).index_add_(1, blocks, bits)
+    per_block = torch.zeros(bits.shape[0], layout.n_blocks, dtype=torch.float64,
+                            device=device).index_add_(1, blocks, bits)
     per_block = per_block.view(bits.shape[0], layout.n_samples, 2)
     count = layout.sizes.to(device)
     ce = 0.0

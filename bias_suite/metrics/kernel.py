@@ -42,7 +42,7 @@ MEDIAN_TOKENS = 256  # per modality: beyond this the bandwidth is taken over a c
 CHUNK_ELEMENTS = 1 << 25  # kernel entries evaluated at once (128 MiB in float32)
 
 
-def content_hash(keys: Tensor, seed: int) -> Tensor:
+def tensor_digest(keys: Tensor, seed: int) -> Tensor:
     """A pseudo-random int64 per key, a function of its float32 bits and ``seed`` only (not of where the
     token sits in the input): ``[P, n]``. Used to pick subsamples that do not depend on token order."""
     bits = keys.float().contiguous().view(torch.int32).long() & 0xFFFFFFFF  # [P, n, d]
@@ -56,11 +56,11 @@ def content_hash(keys: Tensor, seed: int) -> Tensor:
 
 def bandwidth_subsample(keys: Tensor, layout: TokenLayout, seed: int) -> Tensor:
     """Sorted-token indices each problem's bandwidth is taken over: every token of a modality that has at
-    most :data:`MEDIAN_TOKENS`, else the :data:`MEDIAN_TOKENS` with the lowest :func:`content_hash` (so
+    most :data:`MEDIAN_TOKENS`, else the :data:`MEDIAN_TOKENS` with the lowest :func:`tensor_digest` (so
     the choice depends neither on token order nor on which modality is called "image").
     keys: ``[P, n, d]`` (uncentred); returns ``[P, m]`` int64 (image tokens first)."""
     is_image = layout.is_image.to(keys.device)
-    priority = content_hash(keys, seed)
+    priority = tensor_digest(keys, seed)
     chosen = []
     for modality in (is_image, ~is_image):
         count = int(modality.sum())

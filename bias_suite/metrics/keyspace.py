@@ -71,7 +71,8 @@ def _as_heads(keys: Tensor, name: str) -> Tensor:
     if keys.ndim == 2:
         keys = keys[:, None, :]
     if keys.ndim != 3:
-        raise ValueError(f"{name}: expected [n_tokens, head_dim] or [n_tokens, n_heads, head_dim], got {tuple(keys.shape)}")
+        raise ValueError(f"{name}: expected [n_tokens, head_dim] or [n_tokens, n_heads, head_dim], "
+                         f"got {tuple(keys.shape)}")
     if keys.shape[0] == 0:
         raise ValueError(f"{name}: no tokens")
     if not bool(torch.isfinite(keys).all()):
@@ -136,14 +137,15 @@ class _Designs:
     n_folds: int
 
     @classmethod
-    def of(cls, layout: TokenLayout, config: KeySpaceConfig) -> "_Designs":
+    def of(cls, layout: TokenLayout, config: KeySpaceConfig) -> _Designs:
         weights = torch.cat([torch.ones(1, layout.n_samples, dtype=torch.float64),
                              bootstrap_weights(layout.n_samples, config.n_bootstrap, config.seed)])
         return cls(weights, sample_flips(layout.n_samples, config.n_permutations, config.seed),
                    min(config.n_folds, layout.n_samples))
 
 
-def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs, config: KeySpaceConfig) -> dict[str, Tensor]:
+def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
+                       config: KeySpaceConfig) -> dict[str, Tensor]:
     """All statistics of P independent problems (heads): ``{name: [1 + B, P]}`` plus ``_mmd2_null``
     (``[n_permutations, P]``). keys: ``[P, n, d]`` in block order, on the device to compute on."""
     keys = keys.float()
@@ -192,7 +194,8 @@ def _run(problems: list[tuple[int | None, Tensor]], layout: TokenLayout, designs
     for layer, output in chunks:
         for name, value in output.items():
             per_layer.setdefault(layer, {}).setdefault(name, []).append(value.cpu())
-    return {layer: {name: torch.cat(parts, dim=1) for name, parts in named.items()} for layer, named in per_layer.items()}
+    return {layer: {name: torch.cat(parts, dim=1) for name, parts in named.items()}
+            for layer, named in per_layer.items()}
 
 
 def _split_by_layer(output: dict[str, Tensor], owners: list) -> list[tuple[object, dict[str, Tensor]]]:
@@ -216,12 +219,14 @@ def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> 
             column = values.nanmean(-1) if head is None else values[:, head]  # pooled: heads where defined
             if name == "mmd2_pvalue":
                 continue
-            metrics[name] = with_interval(column[0], column[1:], bounds=METRICS[name].range, keep_replicates=head is None)
+            metrics[name] = with_interval(column[0], column[1:], bounds=METRICS[name].range,
+                                          keep_replicates=head is None)
         if head is None:
             observed = statistics["mmd2"][0].mean()[None]
             null = statistics["_mmd2_null"].mean(-1, keepdim=True)
             metrics["mmd2_pvalue"] = Estimate(float(kernel.permutation_pvalue(observed, null)[0]))
         else:
             metrics["mmd2_pvalue"] = Estimate(float(statistics["mmd2_pvalue"][0, head]))
-        results.append(KeySpaceResult(layer, head, metrics={name: metrics[name] for name in KEYSPACE_METRICS}, **counts))
+        results.append(KeySpaceResult(layer, head, metrics={name: metrics[name] for name in KEYSPACE_METRICS},
+                                      **counts))
     return tuple(results)

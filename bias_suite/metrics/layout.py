@@ -47,7 +47,7 @@ class TokenLayout:
     block_sizes: Tensor
 
     @classmethod
-    def of(cls, image_samples: Sequence | Tensor, text_samples: Sequence | Tensor) -> "TokenLayout":
+    def of(cls, image_samples: Sequence | Tensor, text_samples: Sequence | Tensor) -> TokenLayout:
         image_sample, text_sample, n_samples = sample_codes(image_samples, text_samples)
         is_image = torch.cat([torch.ones(len(image_sample), dtype=torch.bool),
                               torch.zeros(len(text_sample), dtype=torch.bool)])

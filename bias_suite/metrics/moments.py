@@ -43,7 +43,7 @@ class BlockMoments:
     norm_total: Tensor  # [P, G]      Σ |x|
 
     @classmethod
-    def of(cls, keys: Tensor, layout: TokenLayout) -> "BlockMoments":
+    def of(cls, keys: Tensor, layout: TokenLayout) -> BlockMoments:
         """keys: ``[P, n, d]`` in block order (any float dtype, any device)."""
         keys = keys.double()
         centre = keys.mean(1)

@@ -29,14 +29,16 @@ from bias_suite.metrics.registry import KEYSPACE_METRICS, METRICS
 
 
 def reference_keyspace_metrics(image_keys, image_samples, text_keys, text_samples,
-                               config: KeySpaceConfig = KeySpaceConfig()) -> list[dict[str, Estimate]]:
+                               config: KeySpaceConfig | None = None) -> list[dict[str, Estimate]]:
     """Per-head and pooled ``{metric: Estimate}`` dicts (same order as ``keyspace_metrics``)."""
+    config = config if config is not None else KeySpaceConfig()
     layout = TokenLayout.of(image_samples, text_samples)
     image = np.asarray(image_keys, dtype=np.float64).reshape(image_keys.shape[0], -1, image_keys.shape[-1])
     text = np.asarray(text_keys, dtype=np.float64).reshape(text_keys.shape[0], -1, text_keys.shape[-1])
     pooled = np.concatenate([image, text])[layout.order.numpy()]  # [n, H, d], block order
     n_samples = layout.n_samples
-    weights = np.concatenate([np.ones((1, n_samples)), bootstrap_weights(n_samples, config.n_bootstrap, config.seed).numpy()])
+    weights = np.concatenate([np.ones((1, n_samples)),
+                              bootstrap_weights(n_samples, config.n_bootstrap, config.seed).numpy()])
     flips = sample_flips(n_samples, config.n_permutations, config.seed).numpy()
     per_head = [_one_head(pooled[:, h], layout, weights, flips, config) for h in range(pooled.shape[1])]
     results = []
@@ -75,7 +77,6 @@ def _one_head(keys, layout: TokenLayout, weights, flips, config: KeySpaceConfig)
 def _classifier(keys, is_image, token_sample, n_samples, weights, config):
     n_folds = min(config.n_folds, n_samples)
     token_fold = classifier.sample_folds(n_samples, n_folds, config.seed).numpy()[token_sample]
-    labels = np.where(is_image, 1.0, -1.0)
 
     def lda_scores(excluded, gamma, score_mask):
         train = ~np.isin(token_fold, excluded)

@@ -7,13 +7,12 @@ import json
 import re
 import sys
 
+import datasets
 import pytest
 
 from bias_suite.benchmarks import BUILTIN_BENCHMARKS, BenchmarkError, load_benchmark
 
 from .files import png_bytes, to_dataset, write_jsonl, write_tsv
-
-import datasets  # noqa: E402  (the test extra installs it; a missing one is an error, not a skip)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from bias_suite.benchmarks import Benchmark, BenchmarkError, load_benchmark
 from bias_suite.benchmarks.benchmark import subsample_indices
-from bias_suite.errors import BiasSuiteError
 
 
 def ids(benchmark: Benchmark) -> list[str]:
@@ -100,6 +99,3 @@ def test_summary_records_name_source_size_seed_and_hash():
     assert benchmark.summary() == {"name": "text-in-image", "source": "builtin", "size": 3, "seed": 5,
                                    "content_hash": benchmark.content_hash}
 
-
-def test_benchmark_error_is_a_bias_suite_value_error():
-    assert issubclass(BenchmarkError, BiasSuiteError) and issubclass(BenchmarkError, ValueError)

@@ -6,6 +6,7 @@ import base64
 import json
 from dataclasses import replace
 
+import datasets
 import pytest
 
 from bias_suite.benchmarks import Benchmark, load_benchmark
@@ -13,8 +14,6 @@ from bias_suite.benchmarks.benchmark import subsample_indices
 from bias_suite.benchmarks.rows import MCQ_INSTRUCTION
 
 from .files import WRITERS, png_bytes, to_dataset, write_jsonl, write_tsv
-
-import datasets  # noqa: E402  (the test extra installs it; a missing one is an error, not a skip)
 
 
 @pytest.fixture(scope="module")

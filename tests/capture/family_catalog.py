@@ -765,7 +765,7 @@ def build_kosmos2(seed: int = 0) -> FamilyModel:
                                       image_size=56, patch_size=14),
                    latent_query_num=n)
     generator = torch.Generator().manual_seed(seed + 1)
-    sequences = [[BOS, boi] + _text(generator, n) + [eoi] + _text(generator, SUFFIX_LENGTHS[row]) for row in range(2)]
+    sequences = [[BOS, boi, *_text(generator, n), eoi, *_text(generator, SUFFIX_LENGTHS[row])] for row in range(2)]
     input_ids, attention_mask = _left_pad(sequences)
     position_mask = torch.zeros_like(input_ids)
     for row in range(2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bias_suite.attention import attention_rows, row_statistics
+from bias_suite.attention import attention_rows
 from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, plan_batch, prefill_kwargs
 from bias_suite.decoder import text_decoder
 from bias_suite.inputs import encode_batch
@@ -100,7 +100,8 @@ def test_pre_rope_keys_equal_k_proj_of_normed_input(alias, load_tiny, samples, t
         for layer, captured in sample.layers.items():
             attention = decoder.layers[layer].self_attn
             with torch.no_grad():
-                expected = attention.k_proj(normed_inputs[layer][b][index]).reshape(-1, geometry.n_kv_heads, geometry.head_dim)
+                expected = attention.k_proj(normed_inputs[layer][b][index]).reshape(-1, geometry.n_kv_heads,
+                                                                                    geometry.head_dim)
                 if hasattr(attention, "k_norm"):
                     expected = attention.k_norm(expected)
             expected = expected.float().cpu()
@@ -135,7 +136,8 @@ def test_summaries_reduced_on_the_device_equal_those_of_eager_attention_rows(ali
     for b, sample in enumerate(result.samples):
         index = _valid_index(inputs, b)
         for layer, captured in sample.layers.items():
-            probabilities = outputs.attentions[layer][b][:, index][:, :, index].transpose(0, 1).float().cpu()  # [R, H, n]
+            # [R, H, n]
+            probabilities = outputs.attentions[layer][b][:, index][:, :, index].transpose(0, 1).float().cpu()
             sinks = torch.zeros(sample.n_tokens, dtype=torch.bool)
             sinks[captured.sink_positions] = True
             image = sample.image_mask
@@ -178,7 +180,7 @@ def test_image_mask_marks_exactly_the_image_placeholder_tokens(alias, load_tiny,
 def test_right_padding_gives_the_same_capture_as_left_padding(load_tiny, samples, tolerance):
     loaded = load_tiny("tiny-llava")
     tokenizer = loaded.processor.tokenizer
-    left_inputs, left = _capture(loaded, samples)
+    _, left = _capture(loaded, samples)
     tokenizer.padding_side = "right"
     try:
         right_inputs, right = _capture(loaded, samples)

@@ -8,8 +8,7 @@ import torch
 from bias_suite.capture import CaptureConfig
 from bias_suite.extraction import extract
 from bias_suite.inputs import Sample
-
-from ..conftest import make_samples
+from tests.samples import make_samples
 
 
 def test_extract_in_batches_equals_one_batch(load_tiny, tolerance):

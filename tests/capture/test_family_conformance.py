@@ -154,10 +154,8 @@ def test_image_mask_is_where_the_model_put_visual_features(family, captured):
     batch, seq = family.inputs["input_ids"].shape
     with recording_scatters(batch, seq) as masks, torch.no_grad():
         family.model(**family.inputs)
-    if masks:
-        where = torch.stack(masks).any(0)
-    else:  # merged by index assignment or a merger module: the rows that depend on the pixels
-        where = pixel_dependent_rows(family)
+    # without masked_scatter (index assignment, a merger module): the rows that depend on the pixels
+    where = torch.stack(masks).any(0) if masks else pixel_dependent_rows(family)
     for b, sample in enumerate(captured.samples):
         assert torch.equal(sample.image_mask, where[b][real_tokens(family, b)])
 

@@ -8,7 +8,7 @@ import torch
 from bias_suite.attention import sink_mask
 from bias_suite.capture import CaptureConfig, capture_batch
 from bias_suite.inputs import Sample, encode_batch
-from tests.conftest import make_samples
+from tests.samples import make_samples
 
 CAP = 5
 
@@ -68,11 +68,12 @@ def test_kept_bytes_per_sample_and_layer_do_not_grow_with_the_sequence(load_tiny
     loaded = load_tiny("tiny-llava")
     short, long = make_samples(1)[0], make_samples(1)[0]
     long = Sample(long.sample_id, long.image, " ".join([long.prompt] * 10))
-    sizes = []
+    sizes, lengths = [], []
     for sample in (short, long):
         result = _capture(loaded, [sample], max_tokens_per_modality=CAP, query_rows="last")
         sizes.append(result.samples[0].layers[1].retained_bytes)
-        assert result.samples[0].n_tokens > 0
+        lengths.append(result.samples[0].n_tokens)
+    assert lengths[1] > 3 * lengths[0]
     assert sizes[0] == sizes[1]
 
 

@@ -49,7 +49,8 @@ def test_the_worst_status_decides_and_error_outranks_fail():
     (LOWER_IS_WORSE, (0.2, 0.4), -0.1),   # bound 0.5, upper end 0.4: 0.1 beyond (lower is worse)
 ])
 def test_margin_is_the_distance_of_the_interval_end_nearest_the_bound(direction, ci, expected):
-    row = ResultRow("m", "b", 0, None, "mmd2", sum(ci) / 2, ci, "pass", bound=0.5, direction=direction, rule="f rules[0]")
+    row = ResultRow("m", "b", 0, None, "mmd2", sum(ci) / 2, ci, "pass", bound=0.5, direction=direction,
+                    rule="f rules[0]")
     assert row.margin == pytest.approx(expected)
 
 

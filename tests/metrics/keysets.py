@@ -33,10 +33,10 @@ class KeySets:
     def pooled(self, config: KeySpaceConfig = FAST):
         return self.metrics(config)[-1].metrics
 
-    def swapped(self) -> "KeySets":
+    def swapped(self) -> KeySets:
         return KeySets(self.text, self.text_ids, self.image, self.image_ids)
 
-    def transformed(self, matrix: torch.Tensor) -> "KeySets":
+    def transformed(self, matrix: torch.Tensor) -> KeySets:
         return replace(self, image=self.image @ matrix, text=self.text @ matrix)
 
 
@@ -57,7 +57,8 @@ def make_keysets(seed: int, n_samples: int = 10, per_sample: tuple[int, int] = (
     text[:, :, 1 % dim] += centre
     image_ids = tuple(f"sample-{i // per_sample[0]:02d}" for i in range(n_image))
     text_ids = tuple(f"sample-{i // per_sample[1]:02d}" for i in range(n_text))
-    return KeySets(torch.tensor(image, dtype=torch.float32), image_ids, torch.tensor(text, dtype=torch.float32), text_ids)
+    return KeySets(torch.tensor(image, dtype=torch.float32), image_ids,
+                   torch.tensor(text, dtype=torch.float32), text_ids)
 
 
 @st.composite

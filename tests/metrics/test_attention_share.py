@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bias_suite.attention import attention_rows
-from bias_suite.metrics import ATTENTION_METRICS, query_positions, row_shares, summarise
+from bias_suite.metrics import ATTENTION_METRICS, query_positions, row_shares, summarise_attention
 
 SCALING = 0.5
 # 7 tokens: text(0) image(1, 2, 3) text(4, 5, 6)
@@ -97,14 +97,15 @@ def test_a_sample_without_image_tokens_has_no_attention_share():
 
 def test_summary_averages_samples_with_intervals_and_counts_visual_heads():
     queries, keys, positions = example(seed=3)
-    per_sample = [row_shares(queries, keys * scale, positions, IMAGE_MASK, NO_SINKS, SCALING) for scale in (0.5, 1.0, 2.0)]
-    result = summarise(per_sample, layer=2, query_set="question", n_bootstrap=50, seed=0)
+    per_sample = [row_shares(queries, keys * scale, positions, IMAGE_MASK, NO_SINKS, SCALING)
+                  for scale in (0.5, 1.0, 2.0)]
+    result = summarise_attention(per_sample, layer=2, query_set="question", n_bootstrap=50, seed=0)
     assert set(result.metrics) == set(ATTENTION_METRICS)
     expected = sum(float(s.visual_share.mean()) for s in per_sample) / 3
     assert result.metrics["visual_share"].value == pytest.approx(expected)
     head_share = torch.stack([s.visual_share.mean(0) for s in per_sample]).mean(0)
     assert result.metrics["visual_heads_fraction"].value == pytest.approx(float((head_share > 0.2).double().mean()))
-    assert result == summarise(per_sample, layer=2, query_set="question", n_bootstrap=50, seed=0)
+    assert result == summarise_attention(per_sample, layer=2, query_set="question", n_bootstrap=50, seed=0)
     low, high = result.metrics["visual_share"].ci
     assert low <= expected <= high
 
@@ -127,7 +128,7 @@ def test_rows_that_see_no_image_key_are_left_out_of_image_relative_statistics():
     window = row_shares(queries, keys, positions, IMAGE_MASK, NO_SINKS, SCALING, sliding_window=2)
     assert window.visual_share[2].eq(0).all()
     assert window.visual_share_norm[2].isnan().all() and window.logit_gap[2].isnan().all()
-    result = summarise([window], layer=0, query_set="question", n_bootstrap=20)
+    result = summarise_attention([window], layer=0, query_set="question", n_bootstrap=20)
     defined = window.visual_share_norm[~window.visual_share_norm.isnan().any(-1)]
     assert result.metrics["visual_share_norm"].value == pytest.approx(float(defined.double().mean()))
     assert result.metrics["visual_share"].value == pytest.approx(float(window.visual_share.double().mean()))
@@ -136,7 +137,7 @@ def test_rows_that_see_no_image_key_are_left_out_of_image_relative_statistics():
 def test_a_statistic_no_row_can_compute_says_why():
     queries, keys, positions = example()
     blind = row_shares(queries[2:], keys, positions[2:], IMAGE_MASK, NO_SINKS, SCALING, sliding_window=2)
-    result = summarise([blind, blind], layer=0, query_set="question", n_bootstrap=20)
+    result = summarise_attention([blind, blind], layer=0, query_set="question", n_bootstrap=20)
     logit_gap = result.metrics["logit_gap"]
     assert math.isnan(logit_gap.value)
     assert "no query row of any sample can see an image key" in logit_gap.undefined_because

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,5 +79,5 @@ def test_separation_grows_as_one_cluster_moves_away(seed):
     results = [make_keysets(seed, n_samples=12, dim=4, shift=shift, offset=0.3).pooled() for shift in shifts]
     for name in ("jsd", "mmd2", "auroc", "ratio", "frechet"):
         values = [r[name].value for r in results]
-        assert all(b >= a - 0.02 * abs(a) - 0.01 for a, b in zip(values, values[1:])), (name, values)
+        assert all(b >= a - 0.02 * abs(a) - 0.01 for a, b in itertools.pairwise(values)), (name, values)
         assert values[-1] > values[0] + 0.1 * max(abs(values[-1]), 1e-3), (name, values)

@@ -22,7 +22,8 @@ def test_an_installed_wheel_runs_the_gate_from_an_empty_directory(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((tmp_path / "dist").glob("bias_suite-*.whl"))
     # --system-site-packages: torch and transformers come from the environment, bias-suite from the wheel
-    assert run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "venv")], cwd=tmp_path).returncode == 0
+    assert run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "venv")],
+               cwd=tmp_path).returncode == 0
     python = tmp_path / "venv" / "bin" / "python"
     installed = run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr[-3000:]

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin.planted import build_separated_llava
-
-FAST = ("-p", "no:cacheprovider", "--samples", "6", "--benchmark", "shapes", "-q")
+from tests.plugin.planted import FAST, build_separated_llava
 
 
 @pytest.fixture(scope="session")

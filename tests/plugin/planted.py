@@ -15,6 +15,9 @@ from bias_suite.benchmarks import load_benchmark
 from bias_suite.inputs import encode_batch
 from bias_suite.loading import load_model
 
+# The options every gate run of these tests uses: small and quick.
+FAST = ("-p", "no:cacheprovider", "--samples", "6", "--benchmark", "shapes", "-q")
+
 
 @torch.no_grad()
 def build_separated_llava(directory: Path, offset: float) -> Path:

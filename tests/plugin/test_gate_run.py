@@ -29,7 +29,8 @@ def results_by_layer(path, metric):
     return {row["layer"]: row for row in rows if row["metric"] == metric and row["head"] is None}
 
 
-def test_gate_fails_far_visual_cluster_and_passes_in_distribution_model(gate, pytester, separated_checkpoints, threshold_file):
+def test_gate_fails_far_visual_cluster_and_passes_in_distribution_model(gate, pytester, separated_checkpoints,
+                                                                        threshold_file):
     planted = gate(f"--model={separated_checkpoints['planted']}", f"--thresholds={threshold_file}",
                    "--bias-report=planted.json", "-k", "key_separation")
     control = gate(f"--model={separated_checkpoints['control']}", f"--thresholds={threshold_file}",
@@ -37,7 +38,8 @@ def test_gate_fails_far_visual_cluster_and_passes_in_distribution_model(gate, py
     assert planted.ret == pytest.ExitCode.TESTS_FAILED
     planted.stdout.fnmatch_lines(["*FAIL*mmd2*separation.yaml rules[[]0[]]*"])
     assert control.ret == pytest.ExitCode.OK
-    far, near = results_by_layer(pytester.path / "planted.json", "mmd2"), results_by_layer(pytester.path / "control.json", "mmd2")
+    far, near = (results_by_layer(pytester.path / "planted.json", "mmd2"),
+                 results_by_layer(pytester.path / "control.json", "mmd2"))
     assert sorted(far) == sorted(near) == [0, 1, 2, 3]
     for layer in far:
         assert far[layer]["value"] > near[layer]["value"], layer
@@ -86,7 +88,8 @@ def test_same_seed_gives_identical_results_across_runs_and_workers(gate, pyteste
     second = gate(*args, "--bias-report=second.json", subprocess=True)
     parallel = gate(*args, "-n", "2", "--bias-report=parallel.json", subprocess=True)
     assert first.ret == second.ret == parallel.ret == pytest.ExitCode.OK
-    results = [json.loads((pytester.path / name).read_text())["results"] for name in ("first.json", "second.json", "parallel.json")]
+    results = [json.loads((pytester.path / name).read_text())["results"]
+               for name in ("first.json", "second.json", "parallel.json")]
     assert results[0] == results[1] == results[2]
     assert len(results[0]) > 100
 
@@ -108,7 +111,8 @@ def test_corrupt_or_invalid_threshold_file_is_a_usage_error_naming_file_and_key(
 
 
 def test_a_rule_for_layers_the_model_does_not_have_fails_the_run(gate, pytester):
-    deep = pytester.makefile(".yaml", deep=SEPARATION_RULES.replace("layers: all", "layers: '40'").replace("max: 0.3", "max: 1.5"))
+    deep = pytester.makefile(".yaml", deep=SEPARATION_RULES.replace("layers: all", "layers: '40'")
+                             .replace("max: 0.3", "max: 1.5"))
     result = gate("--model=tiny-llava", "--layers=0", f"--thresholds={deep}", "-k", "key_separation")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["tiny-llava: ERROR*",

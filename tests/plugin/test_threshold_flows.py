@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bias_suite.tiny import ensure_checkpoint
-from tests.plugin.conftest import FAST
+from tests.plugin.planted import FAST
 
 SEPARATION_RULES = """\
 version: 1
@@ -43,7 +43,8 @@ def test_update_writes_the_next_version_keeps_history_and_the_rerun_passes(gate,
     assert document["settings"] == {"n_samples": 6, "max_tokens_per_modality": 64, "seed": 0}
     assert {rule["layers"] for rule in document["rules"]} == {"0", "1", "2", "3"}
     assert all(rule["benchmarks"] == ["shapes"] and rule["max"] > 0.3 for rule in document["rules"])
-    rerun = gate(f"--model={separated_checkpoints['planted']}", f"--thresholds={threshold_file}", "-k", "key_separation")
+    rerun = gate(f"--model={separated_checkpoints['planted']}", f"--thresholds={threshold_file}",
+                 "-k", "key_separation")
     assert rerun.ret == pytest.ExitCode.OK
 
 
@@ -53,7 +54,8 @@ def test_an_update_with_deselected_cases_writes_nothing(gate, pytester):
     result = gate("--model=tiny-llava", f"--thresholds={threshold_file}", "-k", "key_separation",
                   "--update-thresholds", "--reason", "partial")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*thresholds NOT updated: * case(s) recorded nothing (tiny-llava-shapes-L0 (attention)*"])
+    result.stdout.fnmatch_lines(["*thresholds NOT updated: * case(s) recorded nothing "
+                                 "(tiny-llava-shapes-L0 (attention)*"])
     assert threshold_file.read_text() == before
 
 
@@ -72,10 +74,10 @@ def test_an_interrupted_update_writes_nothing(pytester):
         if not line:
             break
         output.append(line)
-        if " PASSED" in line or " FAILED" in line:  # three cases done (of 17), then Ctrl-C
-            if sum(" PASSED" in o or " FAILED" in o for o in output) >= 3:
-                process.send_signal(signal.SIGINT)
-                break
+        done = sum(" PASSED" in o or " FAILED" in o for o in output)
+        if (" PASSED" in line or " FAILED" in line) and done >= 3:  # three cases done (of 17), then Ctrl-C
+            process.send_signal(signal.SIGINT)
+            break
     remaining, _ = process.communicate(timeout=240)
     text = "".join(output) + remaining
     assert process.returncode == pytest.ExitCode.INTERRUPTED, text[-3000:]
@@ -158,7 +160,8 @@ def pytest_collection_finish(session):
 
 
 def test_a_baseline_card_gives_paired_changes_and_max_increase_rules_gate_them(gate, pytester, separated_checkpoints):
-    rules = pytester.makefile(".yaml", change="version: 1\nrules:\n  - {metric: mmd2, layers: all, max_increase: 0.05}\n")
+    rules = pytester.makefile(".yaml",
+                              change="version: 1\nrules:\n  - {metric: mmd2, layers: all, max_increase: 0.05}\n")
     base = gate(f"--model={separated_checkpoints['control']}", f"--thresholds={rules}", "--bias-report=base.json",
                 "-k", "key_separation")
     assert base.ret == pytest.ExitCode.OK
@@ -172,7 +175,8 @@ def test_a_baseline_card_gives_paired_changes_and_max_increase_rules_gate_them(g
                  "-k", "key_separation")
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(["*change against the baseline*", "*mmd2*+*fail*"])
-    other = gate(f"--model={separated_checkpoints['planted']}", "--samples=5", "--bias-baseline=base.json", "-k", "key_separation")
+    other = gate(f"--model={separated_checkpoints['planted']}", "--samples=5", "--bias-baseline=base.json",
+                 "-k", "key_separation")
     other.stdout.fnmatch_lines(["*cannot be paired with this run: n_samples: baseline 6, this run 5*"])
     assert other.ret == pytest.ExitCode.TESTS_FAILED
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bias_suite.report import ReportCard
-from tests.report.synthetic import synthetic_card
-
-GOLDEN_VERSION = "0.0.0+golden"
+from tests.report.synthetic import GOLDEN_VERSION, synthetic_card
 
 
 @pytest.fixture

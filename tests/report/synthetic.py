@@ -19,6 +19,8 @@ from bias_suite.gate import ResultRow
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
 from bias_suite.report import ReportCard
 
+GOLDEN_VERSION = "0.0.0+golden"  # the suite version golden cards print, whatever is installed
+
 PIPE_MODEL = "/ckpt/vlm|v2"
 MODELS = ("tiny-llava", PIPE_MODEL)
 LAYERS = {"photos": (0, 1, 2), "conflict": (0, 1)}
@@ -59,7 +61,8 @@ def _pooled(model_index: int, model: str, benchmark: str, layer: int) -> list[Re
                               message="mmd2 could not be computed (NaN or inf)"))
     else:
         value = round(base * 0.8, 4)
-        rows.append(ResultRow(model, benchmark, layer, None, "mmd2", value, (round(value - 0.03, 4), round(value + 0.03, 4)),
+        rows.append(ResultRow(model, benchmark, layer, None, "mmd2", value,
+                              (round(value - 0.03, 4), round(value + 0.03, 4)),
                               "unchecked", direction=HIGHER_IS_WORSE))
     return rows
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from bias_suite.report import ReportCard, format_number
-from tests.report.conftest import GOLDEN_VERSION
-from tests.report.synthetic import PIPE_MODEL, synthetic_card, synthetic_record
+from tests.report.synthetic import GOLDEN_VERSION, PIPE_MODEL, synthetic_card, synthetic_record
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = "BIAS_SUITE_REGENERATE_GOLDEN"

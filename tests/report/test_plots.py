@@ -27,7 +27,8 @@ from bias_suite.plots import (
 
 def _row(model: str, layer: int, value: float, bound: float | None = None, head: int | None = None,
          metric: str = "mmd2", status: str | None = None) -> ResultRow:
-    return ResultRow(model, "photos", layer, head, metric, value, None if head is not None else (value - 0.02, value + 0.02),
+    return ResultRow(model, "photos", layer, head, metric, value,
+                     None if head is not None else (value - 0.02, value + 0.02),
                      status or ("unchecked" if bound is None else "pass"), bound=bound, direction=HIGHER_IS_WORSE,
                      rule=None if bound is None else "t.yaml rules[0]")
 

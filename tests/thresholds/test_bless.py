@@ -25,7 +25,8 @@ def rows(model: str, mmd2: float, benchmarks=("shapes", "photos"), layers=(0, 1)
     for benchmark in benchmarks:
         for layer in layers:
             shift = 0.1 * layer + (0.05 if benchmark == "photos" else 0.0)
-            out += [ResultRow(model, benchmark, layer, None, "mmd2", mmd2 + shift, (mmd2 + shift - 0.02, mmd2 + shift + 0.02),
+            out += [ResultRow(model, benchmark, layer, None, "mmd2", mmd2 + shift,
+                              (mmd2 + shift - 0.02, mmd2 + shift + 0.02),
                               "unchecked", direction="higher_is_worse"),
                     ResultRow(model, benchmark, layer, None, "visual_share.question", 0.4, (0.35, 0.45), "unchecked",
                               direction="lower_is_worse"),
@@ -77,10 +78,16 @@ def test_a_blessed_file_gates_the_next_checkpoint_of_the_family_by_default(tmp_p
 
 
 def test_a_bound_at_its_metrics_ceiling_is_left_out_and_said(tmp_path):
-    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3), family="m"))
-    document = yaml.safe_load((tmp_path / "m.yaml").read_text())
-    assert not any(r["metric"] == "jsd" for r in document["rules"])  # jsd is not blessed by default anyway
-    assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail
+    """ratio is capped at 1000: a `max: 1000` bound could never fail, so blessing writes none and says so."""
+    capped = [ResultRow("m", "shapes", 0, None, "ratio", 1000.0, (1000.0, 1000.0), "unchecked",
+                        direction="higher_is_worse"),
+              ResultRow("m", "shapes", 1, None, "ratio", 12.0, (9.0, 20.0), "unchecked", direction="higher_is_worse")]
+    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + capped, family="m"))
+    ratio_layers = [r["layers"] for r in yaml.safe_load((tmp_path / "m.yaml").read_text())["rules"]
+                    if r["metric"] == "ratio"]
+    assert ratio_layers == ["1"]
+    assert any("shapes L0 ratio" in line and "could never fail" in line for line in changes)
+    assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail (the reader checks)
 
 
 def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history(tmp_path):
@@ -89,7 +96,8 @@ def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history
                     "provisional: true\nprovisional_reason: generic\n"
                     "rules:\n  - {metric: mmd2, layers: all, benchmarks: [shapes, photos], max: 1.5}\n"
                     "  - {metric: text_preference_rate, max: 0.95}\n")
-    changes = bless(request(tmp_path, [model("any/llava")], rows("any/llava", 0.3, benchmarks=("shapes",)), reason="rc2"))
+    changes = bless(request(tmp_path, [model("any/llava")], rows("any/llava", 0.3, benchmarks=("shapes",)),
+                            reason="rc2"))
     document = yaml.safe_load(path.read_text())
     assert document["version"] == 4 and document["history"][0]["version"] == 3
     assert document["history"][0]["rules"][0]["max"] == 1.5 and "provisional" not in document
@@ -104,16 +112,18 @@ def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history
 
 
 def test_a_file_of_another_family_is_never_overwritten(tmp_path):
-    (tmp_path / "llava.yaml").write_text("version: 1\nmatch: {model_type: [llava]}\nrules:\n  - {metric: mmd2, max: 1}\n")
+    (tmp_path / "llava.yaml").write_text("version: 1\nmatch: {model_type: [llava]}\n"
+                                         "rules:\n  - {metric: mmd2, max: 1}\n")
     before = (tmp_path / "llava.yaml").read_text()
     with pytest.raises(ThresholdError, match=r"llava.yaml exists but gates other models .* pass --family NAME"):
-        bless(request(tmp_path, [model("/ckpts/llava", model_type="qwen2_vl")], rows("/ckpts/llava", 0.3), family="llava"))
+        bless(request(tmp_path, [model("/ckpts/llava", model_type="qwen2_vl")], rows("/ckpts/llava", 0.3),
+                      family="llava"))
     assert (tmp_path / "llava.yaml").read_text() == before
 
 
 def test_the_generic_default_file_is_never_the_target(tmp_path):
     (tmp_path / "default.yaml").write_text("version: 1\nrules:\n  - {metric: mmd2, max: 1}\n")
-    with pytest.raises(ThresholdError, match="default.yaml holds the generic bounds"):
+    with pytest.raises(ThresholdError, match=r"default\.yaml holds the generic bounds"):
         bless(request(tmp_path, [model("/ckpts/default")], rows("/ckpts/default", 0.3), family="default"))
     with pytest.raises(ThresholdError, match="holds generic bounds for every model"):
         bless(request(tmp_path, [model("m")], rows("m", 0.3), target_file=tmp_path / "default.yaml"))
@@ -121,7 +131,8 @@ def test_the_generic_default_file_is_never_the_target(tmp_path):
 
 def test_two_models_of_one_family_produce_one_version_both_pass(tmp_path):
     first, second = "/ckpts/ours-a", "/ckpts/ours-b"
-    changes = bless(request(tmp_path, [model(first), model(second)], rows(first, 0.3) + rows(second, 0.5), family="ours"))
+    changes = bless(request(tmp_path, [model(first), model(second)], rows(first, 0.3) + rows(second, 0.5),
+                            family="ours"))
     assert len([c for c in changes if "version 1" in c]) == 1
     assert yaml.safe_load((tmp_path / "ours.yaml").read_text())["version"] == 1
     for spec, value in ((first, 0.3), (second, 0.5)):
@@ -147,7 +158,7 @@ def test_concurrent_blessings_lose_no_version_and_readers_never_see_a_partial_fi
         while not stop.is_set():
             try:
                 load_threshold_file(tmp_path / "ours.yaml")
-            except Exception as error:  # noqa: BLE001 — any failure to read is what this test looks for
+            except Exception as error:
                 seen_broken.append(repr(error))
 
     reader = threading.Thread(target=read_continuously)

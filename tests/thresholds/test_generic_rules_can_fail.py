@@ -11,7 +11,7 @@ import torch
 from bias_suite import behaviour
 from bias_suite.gate import Gauge
 from bias_suite.inputs import Sample
-from bias_suite.metrics import keyspace_metrics, row_shares, summarise
+from bias_suite.metrics import keyspace_metrics, row_shares, summarise_attention
 from bias_suite.thresholds import PACKAGED_DEFAULT, load_threshold_file
 from tests.metrics.keysets import make_keysets
 
@@ -34,7 +34,7 @@ def planted_attention(layer: int) -> dict:
     positions = torch.arange(28, 40)
     per_sample = [row_shares(queries, keys, positions, image_mask, torch.zeros(n_tokens, dtype=torch.bool), 0.5)
                   for _ in range(8)]
-    return {"question": summarise(per_sample, layer, "question", n_bootstrap=50)}
+    return {"question": summarise_attention(per_sample, layer, "question", n_bootstrap=50)}
 
 
 def planted_keyspace(layer: int):
@@ -44,7 +44,8 @@ def planted_keyspace(layer: int):
 
 def planted_behaviour(monkeypatch) -> dict:
     """A model that always follows the caption: the caption's answer scores higher in every conflict."""
-    samples = [Sample(f"s{i}", None, "What colour?", answer="red", conflicting_caption="It is blue.", caption_answer="blue")
+    samples = [Sample(f"s{i}", None, "What colour?", answer="red", conflicting_caption="It is blue.",
+                      caption_answer="blue")
                for i in range(16)]
     monkeypatch.setattr(behaviour, "answer_log_likelihoods",
                         lambda loaded, items, answers, batch_size=8: torch.tensor(
@@ -61,11 +62,11 @@ def test_a_planted_model_fails_every_generic_rule(path, monkeypatch):
         benchmark = rule.benchmarks[0] if rule.benchmarks else "shapes"
         family = rule.metric.split(".")[0]
         if rule.metric.startswith(("visual_share", "logit_gap", "visual_heads_fraction")):
-            rows = gauge.attention_rows(benchmark, planted_attention(layer))
+            rows = gauge.judge_attention(benchmark, planted_attention(layer))
         elif family == "text_preference_rate":
-            rows = gauge.behaviour_rows(benchmark, planted_behaviour(monkeypatch))
+            rows = gauge.judge_behaviour(benchmark, planted_behaviour(monkeypatch))
         else:
-            rows = gauge.keyspace_rows(benchmark, planted_keyspace(layer))
+            rows = gauge.judge_keyspace(benchmark, planted_keyspace(layer))
         judged = [row for row in rows if row.metric == rule.metric and row.head is None]
         assert judged, f"{path.name} rules[{rule.index}]: no plant measures {rule.metric}"
         assert judged[0].status == "fail", (f"{path.name} rules[{rule.index}] ({rule.metric} {rule.bound.describe()}) "

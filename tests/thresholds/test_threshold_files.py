@@ -38,8 +38,10 @@ def test_baseline_with_tolerance_becomes_a_bound_in_the_metric_direction(tmp_pat
     ("  - {metric: mmd2, max: 1, benchmarks: [photoz]}\n", r"rules\[0\].benchmarks: 'photoz' is neither a built-in"),
     ("  - {metric: jsd, max: 1.0}\n", r"rules\[0\].max: jsd lies in \[0, 1\], so a bound ≤ 1 can never fail"),
     ("  - {metric: visual_share.question, min: 0}\n", r"rules\[0\].min: .*can never fail"),
-    ("  - {metric: frechet, max: 3}\n", r"rules\[0\].metric: frechet is reported, not gated: its expected value depends"),
-    ("  - {metric: intra_image, max: 3}\n", r"rules\[0\].metric: intra_image is reported, not gated: it has no direction"),
+    ("  - {metric: frechet, max: 3}\n",
+     r"rules\[0\].metric: frechet is reported, not gated: its expected value depends"),
+    ("  - {metric: intra_image, max: 3}\n",
+     r"rules\[0\].metric: intra_image is reported, not gated: it has no direction"),
 ])
 def test_schema_mistakes_name_the_file_and_the_key(tmp_path, rules, message):
     path = write(tmp_path, "broken.yaml", HEADER + "rules:\n" + rules)
@@ -54,7 +56,8 @@ def test_a_file_without_rules_is_refused(tmp_path):
 
 def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
     path = write(tmp_path, "twice.yaml", HEADER + "version: 4\n" + RULE)
-    with pytest.raises(ThresholdError, match=r"twice.yaml: not valid YAML: .*duplicate key 'version' \(first given on line 1\)"):
+    with pytest.raises(ThresholdError,
+                       match=r"twice.yaml: not valid YAML: .*duplicate key 'version' \(first given on line 1\)"):
         load_threshold_file(path)
 
 
@@ -65,8 +68,9 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 
 def test_rules_that_name_no_layer_of_the_model_are_listed(tmp_path):
-    threshold = load_threshold_file(write(tmp_path, "deep.yaml", HEADER + "rules:\n  - {metric: mmd2, layers: '40', max: 0.5}\n"
-                                                                        "  - {metric: mmd2, layers: '0-2', max: 0.5}\n"))
+    threshold = load_threshold_file(write(tmp_path, "deep.yaml",
+                                          HEADER + "rules:\n  - {metric: mmd2, layers: '40', max: 0.5}\n"
+                                                   "  - {metric: mmd2, layers: '0-2', max: 0.5}\n"))
     assert threshold.unreachable_rules(4) == [
         "deep.yaml rules[0] (mmd2, layers '40') names no layer of a model with 4 decoder layers (0–3)"]
     assert threshold.unreachable_rules(64) == []
@@ -97,7 +101,7 @@ def test_without_a_matching_file_or_a_default_the_package_defaults_gate_and_say_
 def test_two_files_matching_the_same_model_is_an_error(tmp_path):
     write(tmp_path, "a.yaml", HEADER + "match: {model_type: [llava]}\n" + RULE)
     write(tmp_path, "b.yaml", HEADER + "match: {model_type: [llava]}\n" + RULE)
-    with pytest.raises(ThresholdError, match="a.yaml, .*b.yaml all match"):
+    with pytest.raises(ThresholdError, match=r"a\.yaml, .*b\.yaml all match"):
         select_threshold_file(tmp_path, "llava", ["x"])
 
 
@@ -124,7 +128,8 @@ def test_a_size_dependent_bound_refuses_a_run_made_with_other_settings(tmp_path)
 def test_a_bound_refuses_a_benchmark_whose_content_changed(tmp_path):
     threshold = load_threshold_file(write(tmp_path, "m.yaml", RECORDED))
     same = {"n_samples": 16, "max_tokens_per_modality": 64, "seed": 0}
-    assert "other content than the bound was measured on" in threshold.settings_problem(threshold.rules[1], same, "shapes", "bbbb")
+    assert "other content than the bound was measured on" in threshold.settings_problem(
+        threshold.rules[1], same, "shapes", "bbbb")
     assert threshold.settings_problem(threshold.rules[1], same, "shapes", "aaaa") is None
 
 
