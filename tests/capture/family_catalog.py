@@ -192,6 +192,17 @@ def _anyres_count(model: PreTrainedModel, pixel_values: Tensor, image_sizes: Ten
     return [int(f.shape[0]) for f in features]
 
 
+def _anyres(model_type: str, model: PreTrainedModel, side: int, seed: int, notes: str) -> FamilyModel:
+    """Two images of different aspect ratios, 1 base tile + 2 anyres tiles each (5-D ``pixel_values``)."""
+    image_sizes = torch.tensor([[side, 2 * side], [2 * side, side]])
+    pixel_values = _pixels(seed, 2, 3, 3, side, side)
+    counts = _anyres_count(model, pixel_values, image_sizes)
+    input_ids, attention_mask = _prompts([[IMAGE] * c for c in counts], seed)
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                  image_sizes=image_sizes)
+    return _finish(model_type, model, inputs, IMAGE, counts, notes)
+
+
 def build_llava_next(seed: int = 0) -> FamilyModel:
     from transformers import LlavaNextConfig
 
@@ -199,14 +210,7 @@ def build_llava_next(seed: int = 0) -> FamilyModel:
     model = _build(LlavaNextConfig, seed, vision_config=_clip(image_size=side), text_config=_llama_text(),
                    image_token_index=IMAGE, vision_feature_layer=-2, vision_feature_select_strategy="default",
                    image_grid_pinpoints=[[side, 2 * side], [2 * side, side], [2 * side, 2 * side]], image_seq_length=4)
-    # Two images of different aspect ratios: 1 base tile + 2 anyres tiles each (5-D pixel_values).
-    image_sizes = torch.tensor([[side, 2 * side], [2 * side, side]])
-    pixel_values = _pixels(seed, 2, 3, 3, side, side)
-    counts = _anyres_count(model, pixel_values, image_sizes)
-    input_ids, attention_mask = _prompts([[IMAGE] * c for c in counts], seed)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                  image_sizes=image_sizes)
-    return _finish("llava_next", model, inputs, IMAGE, counts, "anyres: per-image counts differ (unpadding + newline)")
+    return _anyres("llava_next", model, side, seed, "anyres: per-image counts differ (unpadding + newline)")
 
 
 def build_llava_onevision(seed: int = 0) -> FamilyModel:
@@ -217,13 +221,7 @@ def build_llava_onevision(seed: int = 0) -> FamilyModel:
                    text_config=_text_config("qwen2"), image_token_index=IMAGE, video_token_index=IMAGE + 1,
                    vision_feature_layer=-1, vision_feature_select_strategy="full",
                    image_grid_pinpoints=[[side, 2 * side], [2 * side, side], [2 * side, 2 * side]])
-    image_sizes = torch.tensor([[side, 2 * side], [2 * side, side]])
-    pixel_values = _pixels(seed, 2, 3, 3, side, side)
-    counts = _anyres_count(model, pixel_values, image_sizes)
-    input_ids, attention_mask = _prompts([[IMAGE] * c for c in counts], seed)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                  image_sizes=image_sizes)
-    return _finish("llava_onevision", model, inputs, IMAGE, counts, "anyres: per-image counts differ")
+    return _anyres("llava_onevision", model, side, seed, "anyres: per-image counts differ")
 
 
 # --------------------------------------------------------------------------- other single-tower families
