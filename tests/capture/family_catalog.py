@@ -254,34 +254,37 @@ def build_mistral3(seed: int = 0) -> FamilyModel:
     return _finish("mistral3", model, inputs, img, counts, "[IMG_BREAK]/[IMG_END] rows; different image sizes")
 
 
+def _cohere2_text() -> dict:
+    """A Cohere2 decoder: a sliding-window layer (window 8), then a global layer without positions (NoPE)."""
+    return _text_config("cohere2", head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+
+
+def _cohere2_family(model_type: str, model: PreTrainedModel, boi: int, eoi: int, seed: int) -> FamilyModel:
+    """Inputs of the two SigLIP → pixel-shuffle → Cohere2 families: <boi> [IMG]*4 <eoi> on 56-px images."""
+    n = (56 // 14 // 2) ** 2
+    input_ids, attention_mask = _prompts([[boi] + [IMAGE] * n + [eoi]] * 2, seed)
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_pixels(seed, 2, 3, 56, 56))
+    return _finish(model_type, model, inputs, IMAGE, [n, n], "Cohere2: sliding window 8 on layer 0, NoPE layer 1")
+
+
 def build_aya_vision(seed: int = 0) -> FamilyModel:
     """SigLIP → pixel-shuffle projector → Cohere2 (sliding-window RoPE layers + NoPE global layers)."""
     from transformers import AyaVisionConfig
 
     boi, eoi = IMAGE + 1, IMAGE + 2
-    model = _build(AyaVisionConfig, seed, vision_config=_siglip(layers=1),
-                   text_config=_text_config("cohere2", head_dim=16, sliding_window=8,
-                                            layer_types=["sliding_attention", "full_attention"]),
+    model = _build(AyaVisionConfig, seed, vision_config=_siglip(layers=1), text_config=_cohere2_text(),
                    image_token_index=IMAGE, downsample_factor=2, vision_feature_layer=-1,
                    vision_feature_select_strategy="full")
-    n = (56 // 14 // 2) ** 2
-    input_ids, attention_mask = _prompts([[boi] + [IMAGE] * n + [eoi]] * 2, seed)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_pixels(seed, 2, 3, 56, 56))
-    return _finish("aya_vision", model, inputs, IMAGE, [n, n], "Cohere2: sliding window 8 on layer 0, NoPE layer 1")
+    return _cohere2_family("aya_vision", model, boi, eoi, seed)
 
 
 def build_cohere2_vision(seed: int = 0) -> FamilyModel:
     from transformers import Cohere2VisionConfig
 
     boi, eoi = IMAGE + 1, IMAGE + 2
-    model = _build(Cohere2VisionConfig, seed, vision_config=_siglip(layers=1),
-                   text_config=_text_config("cohere2", head_dim=16, sliding_window=8,
-                                            layer_types=["sliding_attention", "full_attention"]),
+    model = _build(Cohere2VisionConfig, seed, vision_config=_siglip(layers=1), text_config=_cohere2_text(),
                    image_token_id=IMAGE, downsample_factor=2, alignment_intermediate_size=64)
-    n = (56 // 14 // 2) ** 2
-    input_ids, attention_mask = _prompts([[boi] + [IMAGE] * n + [eoi]] * 2, seed)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_pixels(seed, 2, 3, 56, 56))
-    return _finish("cohere2_vision", model, inputs, IMAGE, [n, n], "Cohere2: sliding window 8 on layer 0, NoPE layer 1")
+    return _cohere2_family("cohere2_vision", model, boi, eoi, seed)
 
 
 def build_got_ocr2(seed: int = 0) -> FamilyModel:
@@ -408,13 +411,11 @@ def _idefics_block(fake: int, glob: int | None, n: int) -> list[int]:
     return [fake] + ([glob] if glob is not None else []) + [IMAGE] * n + [fake]
 
 
-def build_idefics3(seed: int = 0) -> FamilyModel:
-    """SigLIP-like tower → pixel-shuffle connector → Llama; merging by ``inputs_merger`` (there is no
-    ``get_placeholder_mask``). Unsplit image: <fake_token_around_image><global-img><image>*n<fake…>."""
-    from transformers import Idefics3Config
-
+def _idefics3_layout(config_class, model_type: str, seed: int, notes: str = "") -> FamilyModel:
+    """Idefics3 and SmolVLM share the layout: SigLIP-like tower → pixel-shuffle connector → Llama, one
+    unsplit 56-px image as <fake_token_around_image><global-img><image>*4<fake…>."""
     fake, glob = IMAGE + 1, IMAGE + 2
-    model = _build(Idefics3Config, seed,
+    model = _build(config_class, seed,
                    vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                                       image_size=56, patch_size=14),
                    text_config=_llama_text(), image_token_id=IMAGE, scale_factor=2, pad_token_id=PAD)
@@ -422,22 +423,20 @@ def build_idefics3(seed: int = 0) -> FamilyModel:
     input_ids, attention_mask = _prompts([_idefics_block(fake, glob, n)] * 2, seed)
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_pixels(seed, 2, 1, 3, 56, 56),
                   pixel_attention_mask=torch.ones(2, 1, 56, 56, dtype=torch.bool))
-    return _finish("idefics3", model, inputs, IMAGE, [n, n], "inputs_merger, no get_placeholder_mask")
+    return _finish(model_type, model, inputs, IMAGE, [n, n], notes)
+
+
+def build_idefics3(seed: int = 0) -> FamilyModel:
+    """Merging by ``inputs_merger`` (there is no ``get_placeholder_mask``)."""
+    from transformers import Idefics3Config
+
+    return _idefics3_layout(Idefics3Config, "idefics3", seed, "inputs_merger, no get_placeholder_mask")
 
 
 def build_smolvlm(seed: int = 0) -> FamilyModel:
     from transformers import SmolVLMConfig
 
-    fake, glob = IMAGE + 1, IMAGE + 2
-    model = _build(SmolVLMConfig, seed,
-                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                      image_size=56, patch_size=14),
-                   text_config=_llama_text(), image_token_id=IMAGE, scale_factor=2, pad_token_id=PAD)
-    n = (56 // 14 // 2) ** 2
-    input_ids, attention_mask = _prompts([_idefics_block(fake, glob, n)] * 2, seed)
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_pixels(seed, 2, 1, 3, 56, 56),
-                  pixel_attention_mask=torch.ones(2, 1, 56, 56, dtype=torch.bool))
-    return _finish("smolvlm", model, inputs, IMAGE, [n, n])
+    return _idefics3_layout(SmolVLMConfig, "smolvlm", seed)
 
 
 def build_idefics2(seed: int = 0) -> FamilyModel:
