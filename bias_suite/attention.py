@@ -116,6 +116,23 @@ def sink_mask(max_abs: Tensor, image_mask: Tensor, valid: Tensor, first_token: T
     return sinks & valid
 
 
+def head_scores(
+    queries: Tensor,
+    keys: Tensor,
+    query_positions: Tensor,
+    scaling: float,
+    sliding_window: int | None = None,
+    visible: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Scaled scores of one sample's selected rows, ``[n_heads, n_rows, n_tokens]`` float32, and the keys
+    each row may see, ``[n_rows, n_tokens]`` bool: ``visible`` when given (the model's own mask), else the
+    causal rule (plus ``sliding_window``). Arguments as :func:`attention_logits`."""
+    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [H, R, n]
+    if visible is None:
+        visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
+    return scores, visible.to(keys.device)
+
+
 def attention_logits(
     queries: Tensor,
     keys: Tensor,
@@ -132,10 +149,8 @@ def attention_logits(
     mask: bidirectional image blocks and prefixes, chunks, sliding windows); without it, the causal rule
     (plus ``sliding_window``). Returns ``[n_rows, n_heads, n_tokens]`` float32.
     """
-    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling).transpose(0, 1)  # [R, H, n]
-    if visible is None:
-        visible = visible_keys(query_positions.to(keys.device), keys.shape[0], sliding_window)
-    return scores.masked_fill(~visible.to(keys.device)[:, None, :], float("-inf"))
+    scores, visible = head_scores(queries, keys, query_positions, scaling, sliding_window, visible)
+    return scores.transpose(0, 1).masked_fill(~visible[:, None, :], float("-inf"))  # [R, H, n]
 
 
 def attention_rows(

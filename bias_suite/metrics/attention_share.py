@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from bias_suite.attention import RowShares, row_statistics, scaled_scores, visible_keys
+from bias_suite.attention import RowShares, head_scores, row_statistics
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
 from bias_suite.metrics.registry import ATTENTION_METRICS, METRICS
 
@@ -50,9 +50,7 @@ def row_shares(
     (:attr:`bias_suite.capture.LayerCapture.visible`), else causal (+ ``sliding_window``).
     Returns ``[n_rows, n_heads]`` statistics.
     """
-    scores = scaled_scores(queries.transpose(0, 1), keys.transpose(0, 1), scaling)  # [H, R, n]
-    if visible is None:
-        visible = visible_keys(query_positions, keys.shape[0], sliding_window)
+    scores, visible = head_scores(queries, keys, query_positions, scaling, sliding_window, visible)
     return row_statistics(scores, visible, image_mask, sink_mask, overwrite_scores=True)
 
 
