@@ -9,8 +9,7 @@ import pytest
 
 RATIOS = (
     "capture_overhead_ratio", "attention_summary_speedup_vs_eager", "attention_rows_speedup_vs_eager",
-    "attention_rows_memory_ratio_vs_eager", "metrics_speedup_vs_reference", "keyspace_case_seconds_llava7b",
-    "retained_bytes_per_sample_layer_llava7b",
+    "metrics_speedup_vs_reference", "keyspace_case_seconds_llava7b", "retained_bytes_per_sample_layer_llava7b",
 )
 SCALE_RATIOS = ("capture_all_layers_over_prefill", "scale_attention_summary_speedup_vs_eager", "gate_over_prefill")
 
@@ -29,6 +28,10 @@ def test_bench_prints_its_ratios_and_agrees_with_its_references():
     figures = _figures(completed.stdout)
     for name in RATIOS:
         assert float(figures[name]) > 0, f"{name} missing or not positive in:\n{completed.stdout}"
+    # Memory: the eager path's rows always add resident pages; the capture path on the quick shape can add
+    # none (its buffers fit in pages the warm-up already mapped), so its ratio may be exactly 0.
+    assert float(figures["eager_peak_extra_bytes"]) > 0
+    assert 0 <= float(figures["attention_rows_memory_ratio_vs_eager"]) < 1
     assert float(figures["attention_rows_max_abs_difference"]) < 1e-5
     assert float(figures["metrics_max_relative_difference"]) < 1e-4
 
