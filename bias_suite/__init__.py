@@ -27,9 +27,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     # loading models and inputs
-    "load_model": "bias_suite.loading",
-    "LoadedModel": "bias_suite.loading",
-    "Sample": "bias_suite.inputs",
+    "load_model": "bias_suite.models",
+    "LoadedModel": "bias_suite.models",
+    "Sample": "bias_suite.benchmarks",
     "load_benchmark": "bias_suite.benchmarks",
     "Benchmark": "bias_suite.benchmarks",
     # capture
@@ -37,14 +37,14 @@ _EXPORTS: dict[str, str] = {
     "SampleCapture": "bias_suite.capture",
     "LayerCapture": "bias_suite.capture",
     "capture_batch": "bias_suite.capture",
-    "extract": "bias_suite.extraction",
+    "extract": "bias_suite.capture",
     # metrics
     "keyspace_metrics": "bias_suite.metrics",
     "keyspace_metrics_by_layer": "bias_suite.metrics",
     "KeySpaceConfig": "bias_suite.metrics",
     "KeySpaceResult": "bias_suite.metrics",
     "Estimate": "bias_suite.metrics",
-    "attention_rows": "bias_suite.attention",
+    "attention_rows": "bias_suite.metrics",
     "row_shares": "bias_suite.metrics",
     "query_positions": "bias_suite.metrics",
     "summarise_attention": "bias_suite.metrics",
@@ -100,23 +100,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from bias_suite.attention import attention_rows
-    from bias_suite.benchmarks import Benchmark, load_benchmark
-    from bias_suite.capture import CaptureConfig, LayerCapture, SampleCapture, capture_batch
+    from bias_suite.benchmarks import Benchmark, Sample, load_benchmark
+    from bias_suite.capture import CaptureConfig, LayerCapture, SampleCapture, capture_batch, extract
     from bias_suite.errors import BiasSuiteError, BiasSuiteWarning
-    from bias_suite.extraction import extract
-    from bias_suite.inputs import Sample
-    from bias_suite.loading import LoadedModel, load_model
     from bias_suite.measure import ModelUnderTest
     from bias_suite.metrics import (
         AttentionResult,
         Estimate,
         KeySpaceConfig,
         KeySpaceResult,
+        attention_rows,
         keyspace_metrics,
         keyspace_metrics_by_layer,
         query_positions,
         row_shares,
         summarise_attention,
     )
+    from bias_suite.models import LoadedModel, load_model
     from bias_suite.options import RunSettings

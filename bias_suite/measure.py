@@ -19,11 +19,9 @@ from functools import cached_property
 import torch
 
 from bias_suite.benchmarks import Benchmark
-from bias_suite.capture import CaptureConfig, DecoderGeometry, SampleCapture, decoder_geometry
-from bias_suite.extraction import extract
-from bias_suite.inputs import answer_token_count
+from bias_suite.capture.batch import CaptureConfig, SampleCapture
+from bias_suite.capture.extract import extract
 from bias_suite.layers import LayerSelector
-from bias_suite.loading import LoadedModel, load_model
 from bias_suite.metrics import (
     AttentionResult,
     KeySpaceConfig,
@@ -32,6 +30,9 @@ from bias_suite.metrics import (
     query_positions,
     summarise_attention,
 )
+from bias_suite.models.decoder import DecoderGeometry
+from bias_suite.models.loading import LoadedModel, ResolvedSpec, load_model
+from bias_suite.models.prompts import answer_token_count
 from bias_suite.options import RunSettings
 
 
@@ -57,20 +58,21 @@ def environment(loaded: LoadedModel | None = None) -> dict[str, str]:
 class ModelUnderTest:
     """A loaded model with its chosen layers; measurements cached per benchmark. Read-only for users."""
 
-    def __init__(self, spec: str, settings: RunSettings | None = None, device: str | None = None,
+    def __init__(self, spec: str | ResolvedSpec, settings: RunSettings | None = None, device: str | None = None,
                  statistics_threads: int | None = None):
-        """statistics_threads: CPU threads of the key-space statistics (default: torch's thread count now);
-        results do not depend on it."""
+        """spec: as :func:`~bias_suite.models.load_model` takes it (a :class:`~bias_suite.models.ResolvedSpec`
+        from :func:`~bias_suite.models.route_spec` is not resolved again); statistics_threads: CPU threads of
+        the key-space statistics (default: torch's thread count now); results do not depend on it."""
         settings = settings if settings is not None else RunSettings()
-        self.spec = spec
+        self.spec = spec.name if isinstance(spec, ResolvedSpec) else spec
         self.settings = settings
         self.statistics_threads = statistics_threads or torch.get_num_threads()
         self.loaded = load_model(spec, device=device or settings.device, dtype=settings.dtype,
                                  trust_remote_code=settings.trust_remote_code,
                                  allow_incomplete_weights=settings.allow_incomplete_weights)
-        self.geometry: DecoderGeometry = decoder_geometry(self.loaded.model)
+        self.geometry: DecoderGeometry = self.loaded.geometry
         self.statistics_device = next(self.loaded.model.parameters()).device
-        self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, spec,
+        self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, self.spec,
                                                                    self.geometry.attention_layers)
         self._measurements: dict[str, Measurement] = {}
 
@@ -184,11 +186,11 @@ class Measurement:
     @cached_property
     def behaviour(self) -> dict[str, object]:
         """Behaviour metrics of the benchmark: ``text_preference_rate`` when it has conflict pairs."""
-        from bias_suite import behaviour
+        from bias_suite.capture import scoring
 
         results = {}
         if self.benchmark.has_conflicts:
-            results["text_preference_rate"] = behaviour.text_preference_estimate(
+            results["text_preference_rate"] = scoring.text_preference_estimate(
                 self.model.loaded, self.benchmark.samples, self.model.settings.n_bootstrap, self.model.settings.seed)
         return results
 

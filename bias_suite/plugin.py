@@ -7,8 +7,8 @@ unless a gate option is given (``--model``) or the ini option ``bias_gate = true
 the default model (in a run without path arguments). Then it adds one item per case
 (``bias_gate::key_separation[MODEL-BENCH-L3]``,
 ``attention_share[…]``, ``text_preference[MODEL-BENCH]``), runs them through
-:class:`bias_suite.worker.GateSession` and, on the controller, merges the rows into the card
-(:mod:`bias_suite.controller`, :mod:`bias_suite.report`) and sets the exit status.
+:class:`bias_suite.run.session.GateSession` and, on the controller, merges the rows into the card
+(:mod:`bias_suite.run.finish`, :mod:`bias_suite.report.card`) and sets the exit status.
 
 Under pytest-xdist each item's rows travel to the controller as an attribute of its test report.
 """
@@ -28,9 +28,7 @@ from bias_suite.errors import BiasGateWarning, BiasSuiteError, GateError, GateFa
 
 GATE_MARKER = "bias_gate"
 GATE_INI = "bias_gate"
-TEST_NAMES = {"keyspace": "key_separation", "attention": "attention_share", "behaviour": "text_preference"}
 SESSION_STASH = pytest.StashKey["object"]()
-RECORD_STASH = pytest.StashKey["object"]()
 
 # Option spellings. --model is the interface users ask for; the others also have a --bias- spelling, the
 # only one registered when another plugin already owns the short name.
@@ -178,7 +176,7 @@ def _check_destinations(config: pytest.Config) -> None:
     if problems:
         raise pytest.UsageError("cannot write " + "; ".join(problems))
     if option.bias_baseline:
-        from bias_suite.baseline import load_baseline
+        from bias_suite.gate.baseline import load_baseline
 
         try:
             load_baseline(option.bias_baseline)
@@ -197,9 +195,9 @@ def settings_from(config: pytest.Config):
 
 
 def gate_session(config: pytest.Config):
-    """The per-process :class:`~bias_suite.worker.GateSession` (models and benchmarks cached)."""
+    """The per-process :class:`~bias_suite.run.session.GateSession` (models and benchmarks cached)."""
     if SESSION_STASH not in config.stash:
-        from bias_suite.worker import GateSession
+        from bias_suite.run.session import GateSession
 
         option = config.option
         config.stash[SESSION_STASH] = GateSession(
@@ -221,7 +219,7 @@ class GateCollector(pytest.Collector):
     def collect(self):
         session = gate_session(self.config)
         for case in session.cases():
-            yield GateItem.from_parent(self, name=f"{TEST_NAMES[case.kind]}[{case.id}]", case=case)
+            yield GateItem.from_parent(self, name=f"{case.kind.test_name}[{case.id}]", case=case)
 
 
 class GateItem(pytest.Item):
@@ -230,26 +228,27 @@ class GateItem(pytest.Item):
     def __init__(self, *, case, **kwargs):
         super().__init__(**kwargs)
         self.case = case
-        self.result = None
+        self.record = None  # the case's CaseRecord, once measured
         self.add_marker(GATE_MARKER)
         self.add_marker(pytest.mark.xdist_group(case.model))
 
     def runtest(self) -> None:
-        from bias_suite.gate import verdict
+        from bias_suite.gate.judge import verdict
+        from bias_suite.vocabulary import Status
 
-        self.result = gate_session(self.config).measure(self.case, progress=_progress_bar(self.case))
-        for row in self.result.rows:  # readable properties, e.g. for --junitxml
+        self.record = gate_session(self.config).measure(self.case, progress=_progress_bar(self.case))
+        for row in self.record.rows:  # readable properties, e.g. for --junitxml
             if row.gated:
                 ci = f" [{row.ci[0]:.4g}, {row.ci[1]:.4g}]" if row.ci else ""
                 value = "nan" if row.value is None else f"{row.value:.4g}"
                 self.user_properties.append((f"bias {row.metric} {row.benchmark} L{row.layer}",
                                              f"{value}{ci} {row.status} ({row.rule})"))
-        status, message = verdict(self.result.rows)
-        if status == "error":
+        status, message = verdict(self.record.rows)
+        if status is Status.ERROR:
             raise GateError(message)
-        if status == "fail" and not self.config.option.bias_update:
+        if status is Status.FAIL and not self.config.option.bias_update:
             raise GateFailure(message)
-        if status in ("warn", "fail"):
+        if status in (Status.WARN, Status.FAIL):
             warnings.warn(BiasGateWarning(message), stacklevel=1)
 
     def repr_failure(self, excinfo, style=None):
@@ -287,10 +286,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
     if isinstance(item, GateItem):
-        report.bias_case = item.case.as_dict()
-        if call.when == "call" and item.result is not None:
-            report.bias_rows = [row.to_json() for row in item.result.rows]
-            report.bias_context = item.result.context
+        report.bias_case = item.case.to_json()
+        if call.when == "call" and item.record is not None:
+            report.bias_record = item.record.to_json()
     return report
 
 
@@ -322,7 +320,7 @@ class ReportCardPlugin:
     workers), then compares, blesses, writes the card and report files, and sets the exit status."""
 
     def __init__(self, config: pytest.Config):
-        from bias_suite.controller import RunRecord
+        from bias_suite.run.finish import RunRecord
 
         self.config = config
         self.record = RunRecord()
@@ -332,17 +330,20 @@ class ReportCardPlugin:
         case = getattr(report, "bias_case", None)
         if case is None:
             return
+        from bias_suite.run.records import Case, CaseRecord
+
         reason = ""
         if report.failed:
             text = str(report.longrepr).strip()
             reason = text.splitlines()[-1] if text else "the case failed before recording"
-        rows = getattr(report, "bias_rows", None) if report.when == "call" else None
-        self.record.add(case, rows, getattr(report, "bias_context", None), report.failed, reason)
+        recorded = getattr(report, "bias_record", None) if report.when == "call" else None
+        self.record.add(Case.from_json(case), None if recorded is None else CaseRecord.from_json(recorded),
+                        report.failed, reason)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if not self.record.has_results:
             return
-        from bias_suite.controller import FinishOptions, finish_run
+        from bias_suite.run.finish import FinishOptions, finish_run
 
         option = self.config.option
         finish = FinishOptions(

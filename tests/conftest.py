@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bias_suite.inputs import Sample
-from bias_suite.loading import LoadedModel, load_model
-from bias_suite.tiny import TINY_FAMILIES
+from bias_suite.benchmarks.sample import Sample
+from bias_suite.models.loading import LoadedModel, load_model
+from bias_suite.models.tiny import TINY_FAMILIES
 from tests.samples import make_samples
 
 FAMILIES = tuple(TINY_FAMILIES)
@@ -17,7 +17,7 @@ FAMILIES = tuple(TINY_FAMILIES)
 def bias_device_and_dtype(pytestconfig: pytest.Config):
     """``(torch.device, torch.dtype)`` chosen by ``--device`` / ``--dtype`` (the gate's options), so this
     repository's capture tests can also run on CUDA in bfloat16."""
-    from bias_suite.loading import resolve_device
+    from bias_suite.models.loading import resolve_device
 
     return resolve_device(pytestconfig.option.bias_device, pytestconfig.option.bias_dtype)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from bias_suite.inputs import Sample
+from bias_suite.benchmarks.sample import Sample
 
 QUESTIONS = (
     "What colour is the cat on the left of the picture?",

@@ -12,7 +12,7 @@ import bias_suite
 
 def test_the_names_the_readme_uses_import_from_the_package():
     from bias_suite import CaptureConfig, Sample, extract, keyspace_metrics, load_benchmark, load_model
-    from bias_suite.capture import CaptureConfig as defined
+    from bias_suite.capture.batch import CaptureConfig as defined
 
     assert CaptureConfig is defined
     assert all(callable(name) for name in (Sample, extract, keyspace_metrics, load_benchmark, load_model))

@@ -3,14 +3,16 @@
 ``load_benchmark("shapes", n_samples=8, seed=0)`` or ``load_benchmark("data/MMBench_DEV_EN.tsv")``.
 Built-ins: ``photos`` (scikit-image's photographs), ``shapes`` (rendered scenes with answers),
 ``text-in-image`` (rendered words and numbers), ``conflict`` (scenes with a contradicting caption).
-Files: VLMEvalKit TSV, JSONL, a ``datasets`` save_to_disk folder, parquet.
+Files: VLMEvalKit TSV, JSONL, a ``datasets`` save_to_disk folder, parquet. Every benchmark yields
+:class:`Sample` s (wing 3; may import wing 1 only).
 """
 
 from bias_suite.benchmarks.benchmark import Benchmark, content_hash, validate_seed
 from bias_suite.benchmarks.registry import BUILTIN_BENCHMARKS, FILE_READERS, load_benchmark
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.errors import BenchmarkError
 
 __all__ = [
-    "BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "content_hash", "load_benchmark",
+    "BUILTIN_BENCHMARKS", "FILE_READERS", "Benchmark", "BenchmarkError", "Sample", "content_hash", "load_benchmark",
     "validate_seed",
 ]

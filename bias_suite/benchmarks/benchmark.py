@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.errors import BenchmarkError
-from bias_suite.inputs import Sample
 from bias_suite.options import validate_seed  # noqa: F401  (re-exported: the library's seed check)
 
 SOURCES = ("builtin", "tsv", "jsonl", "hf-dataset", "parquet")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.benchmarks.scenes import COLOUR_RGB, POSITION_PHRASES, SLOT_CENTRES, Scene, number_word, random_scene
-from bias_suite.inputs import Sample
 
 N_CONFLICT_SAMPLES = 16
 IMAGE_SIDE = 224  # pixels

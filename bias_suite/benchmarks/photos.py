@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.errors import BenchmarkError
-from bias_suite.inputs import Sample
 
 MAX_SIDE = 256  # pixels, longer side after downscaling
 DESCRIBE = "Describe the image."

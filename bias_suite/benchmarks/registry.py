@@ -12,12 +12,12 @@ from bias_suite.benchmarks.conflict import build_conflict
 from bias_suite.benchmarks.jsonl import read_jsonl
 from bias_suite.benchmarks.photos import build_photos
 from bias_suite.benchmarks.rows import PendingSample, finish
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.benchmarks.shapes import build_shapes
 from bias_suite.benchmarks.tables import is_saved_dataset, read_parquet, read_saved_dataset
 from bias_suite.benchmarks.text_in_image import build_text_in_image
 from bias_suite.benchmarks.tsv import read_tsv
 from bias_suite.errors import BenchmarkError
-from bias_suite.inputs import Sample
 
 # name -> builder(seed) returning every sample of the built-in, in order. Nothing here touches the network.
 BUILTIN_BENCHMARKS: dict[str, Callable[[int], tuple[Sample, ...]]] = {

@@ -30,8 +30,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from bias_suite.benchmarks.benchmark import Benchmark, check_unique_ids, subsample_indices
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.errors import BenchmarkError
-from bias_suite.inputs import Sample
 
 ID_COLUMNS = ("id", "index")
 IMAGE_COLUMN = "image"

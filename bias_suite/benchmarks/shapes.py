@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.benchmarks.scenes import MAX_SHAPES, SHAPE_KINDS, Scene, number_word, random_scene
-from bias_suite.inputs import Sample
 
 N_SHAPES_SAMPLES = 24
 IMAGE_SIDE = 224  # pixels

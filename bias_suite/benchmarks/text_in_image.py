@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from bias_suite.benchmarks.sample import Sample
 from bias_suite.benchmarks.vocabulary import OBJECTS
-from bias_suite.inputs import Sample
 
 N_TEXT_SAMPLES = 16
 IMAGE_SIDE = 224  # pixels

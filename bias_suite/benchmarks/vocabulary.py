@@ -3,7 +3,7 @@
 The shape kinds, colour names, slot names and counts of ``shapes`` and ``conflict`` are words of
 :data:`OBJECTS`, :data:`COLOURS`, :data:`POSITIONS` and :data:`NUMBERS`, and ``text-in-image`` renders
 words of :data:`OBJECTS`. The built-in tiny checkpoints' tokenizer is trained on a corpus filled from
-the same lists (:func:`bias_suite.tiny.tokenizer.scene_corpus`): the content and order of each tuple are
+the same lists (:func:`bias_suite.models.tiny.tokenizer.scene_corpus`): the content and order of each tuple are
 part of that corpus, so changing them changes the trained tokenizer and every tiny checkpoint built with it.
 """
 

@@ -7,7 +7,7 @@ text together from the first step. Both
 checkpoints ship with the package (``checkpoints/``); ``python -m bias_suite train-demo`` (the tool
 :mod:`bias_suite.tools.train_demo`) rebuilds them. Their only purpose is to put a model whose training
 history is known behind the default run, so the paper's causal claim (text-only pretraining makes
-visual keys out-of-distribution) can be tested rather than assumed. :mod:`bias_suite.demo.scoring`
+visual keys out-of-distribution) can be tested rather than assumed. :mod:`bias_suite.tools.train_demo.scoring`
 measures how well a model answers the scene questions and how often it follows a contradicting caption.
 """
 

@@ -1,15 +1,21 @@
-"""The numbers the gate stands on: key-space separation and attention share.
+"""Metrics: the numbers the gate stands on, computed on captured tensors (wing 2).
 
-Pure torch on captured tensors (CPU or CUDA); nothing here imports transformers.
+Key-space separation of image and text keys (:mod:`~bias_suite.metrics.keyspace` with its kernel,
+classifier and moment statistics), attention rows and their shares (:mod:`~bias_suite.metrics.attention_rows`,
+:mod:`~bias_suite.metrics.attention_share`), behaviour rates (:mod:`~bias_suite.metrics.behaviour`), every
+estimate with a bootstrap interval over samples (:mod:`~bias_suite.metrics.estimate`), and the registry of
+every metric's facts (:mod:`~bias_suite.metrics.registry`). Pure torch, CPU or CUDA: nothing here imports
+transformers. May import: errors, layers, options, vocabulary (wing 1).
 """
 
-from bias_suite.attention import RowShares
+from bias_suite.metrics.attention_rows import RowShares, attention_rows
 from bias_suite.metrics.attention_share import (
     AttentionResult,
     query_positions,
     row_shares,
     summarise_attention,
 )
+from bias_suite.metrics.behaviour import rate_estimate
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
 from bias_suite.metrics.keyspace import KeySpaceConfig, KeySpaceResult, keyspace_metrics, keyspace_metrics_by_layer
 from bias_suite.metrics.registry import (
@@ -34,10 +40,12 @@ __all__ = [
     "KeySpaceResult",
     "MetricSpec",
     "RowShares",
+    "attention_rows",
     "bootstrap_weights",
     "keyspace_metrics",
     "keyspace_metrics_by_layer",
     "query_positions",
+    "rate_estimate",
     "row_shares",
     "sample_flips",
     "spec_of",

@@ -1,9 +1,10 @@
 """How much attention text positions pay to image keys: summaries of attention rows over samples.
 
-Per query row and head, capture reduces the rows on the model's device (:func:`bias_suite.attention.row_statistics`,
-the model's own mask, float32); :func:`row_shares` does the same from captured post-RoPE tensors on the
-host. Per sample, each statistic is the mean over its query rows and query heads; across samples, the
-mean over samples with a bootstrap interval over samples.
+Per query row and head, capture reduces the rows on the model's device
+(:func:`bias_suite.metrics.attention_rows.row_statistics`, the model's own mask, float32);
+:func:`row_shares` does the same from captured post-RoPE tensors on the host. Per sample, each statistic
+is the mean over its query rows and query heads; across samples, the mean over samples with a bootstrap
+interval over samples.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from bias_suite.attention import RowShares, head_scores, row_statistics
+from bias_suite.metrics.attention_rows import RowShares, head_scores, row_statistics
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
 from bias_suite.metrics.registry import ATTENTION_METRICS, METRICS
 
@@ -47,7 +48,7 @@ def row_shares(
     queries: ``[n_rows, n_heads, head_dim]``; keys: ``[n_tokens, n_kv_heads, head_dim]``;
     query_positions: ``[n_rows]``; image_mask, sink_mask: ``[n_tokens]`` bool; scaling: multiplier of q·k
     (usually head_dim^-½); visible: ``[n_rows, n_tokens]`` bool, the model's own mask
-    (:attr:`bias_suite.capture.LayerCapture.visible`), else causal (+ ``sliding_window``).
+    (:attr:`bias_suite.capture.batch.LayerCapture.visible`), else causal (+ ``sliding_window``).
     Returns ``[n_rows, n_heads]`` statistics.
     """
     scores, visible = head_scores(queries, keys, query_positions, scaling, sliding_window, visible)

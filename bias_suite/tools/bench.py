@@ -10,7 +10,7 @@ the two sides, so machine noise cancels as far as it can. Printed as ``name=valu
   gap per row and head) from eager ``output_attentions=True`` (rows sliced from the full matrices) vs
   the gate's capture. Target ≥ 3.
 * ``attention_rows_speedup_vs_eager``: the library path — capture with ``keep_post_rope=True`` +
-  :func:`bias_suite.attention.attention_rows` — vs eager rows. Target ≥ 3.
+  :func:`bias_suite.metrics.attention_rows.attention_rows` — vs eager rows. Target ≥ 3.
 * ``attention_rows_memory_ratio_vs_eager``: peak extra memory of that capture path / of the eager path:
   the peak resident set added during the call, sampled every millisecond in a fresh process per side
   (glibc told to ``mmap`` large blocks so freed memory leaves the resident set). Target ≤ 0.1.
@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from bias_suite.attention import attention_rows, row_statistics
-from bias_suite.capture import CaptureConfig, capture_batch, prefill_kwargs
-from bias_suite.inputs import encode_batch
-from bias_suite.tiny.families import TextSize, build_llava
+from bias_suite.capture.batch import CaptureConfig, capture_batch
+from bias_suite.metrics.attention_rows import attention_rows, row_statistics
+from bias_suite.models.decoder import prefill_kwargs
+from bias_suite.models.prompts import encode_batch
+from bias_suite.models.tiny.families import TextSize, build_llava
 from bias_suite.tools.bench_metrics import run_metrics
 
 GATE_TOKEN_CAP = 64  # RunSettings.max_tokens_per_modality

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from bias_suite.capture import CaptureConfig, capture_batch, decoder_geometry, prefill_kwargs
-from bias_suite.inputs import encode_batch
+from bias_suite.capture.batch import CaptureConfig, capture_batch
+from bias_suite.models.decoder import decoder_geometry, prefill_kwargs
+from bias_suite.models.prompts import encode_batch
 
 DEFAULT_SCALE_MODEL = "shape:llava-1.5-7b"
 GATE_BENCHMARKS = ("photos", "shapes", "conflict")
@@ -76,8 +77,8 @@ def run_scale(device: str, model_spec: str = DEFAULT_SCALE_MODEL, repeats: int =
 
 def _prefill_figures(device: str, model_spec: str, repeats: int) -> dict[str, float | str]:
     """Capture of every layer and eager summaries vs the bare prefill, batch of 8, in this process."""
-    from bias_suite.attention import row_statistics
-    from bias_suite.loading import load_model
+    from bias_suite.metrics.attention_rows import row_statistics
+    from bias_suite.models.loading import load_model
 
     loaded = load_model(model_spec, device=device)
     model, processor = loaded.model, loaded.processor
@@ -135,9 +136,9 @@ _BARE_PROCESS = textwrap.dedent("""
     import sys, time, torch
     start = time.perf_counter()
     from bias_suite.benchmarks import load_benchmark
-    from bias_suite.capture import prefill_kwargs
-    from bias_suite.inputs import encode_batch
-    from bias_suite.loading import load_model
+    from bias_suite.models.decoder import prefill_kwargs
+    from bias_suite.models.loading import load_model
+    from bias_suite.models.prompts import encode_batch
     spec, device, n_samples, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     loaded = load_model(spec, device=device)
     model = loaded.model

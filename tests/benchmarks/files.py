@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bias_suite.inputs import Sample
+from bias_suite.benchmarks.sample import Sample
 
 TEXT_FIELDS = ("answer", "conflicting_caption", "caption_answer")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bias_suite.benchmarks import BUILTIN_BENCHMARKS, load_benchmark
-from bias_suite.capture import CaptureConfig
-from bias_suite.extraction import extract
+from bias_suite.capture.batch import CaptureConfig
+from bias_suite.capture.extract import extract
 
 
 @pytest.mark.parametrize("name", list(BUILTIN_BENCHMARKS))

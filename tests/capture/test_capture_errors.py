@@ -7,14 +7,15 @@ import copy
 import pytest
 import torch
 
-from bias_suite.capture import CaptureConfig, capture_batch, image_token_id
+from bias_suite.capture.batch import CaptureConfig, capture_batch
 from bias_suite.errors import (
     ImageTokenMismatchError,
     LayerSelectionError,
     MissingImageTokensError,
     NonFiniteKeysError,
 )
-from bias_suite.inputs import encode_batch
+from bias_suite.models.decoder import image_token_id
+from bias_suite.models.prompts import encode_batch
 
 
 def _inputs(loaded, samples):

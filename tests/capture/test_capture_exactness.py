@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from bias_suite.attention import attention_rows
-from bias_suite.capture import CaptureConfig, attach_capture, capture_batch, image_token_id, plan_batch, prefill_kwargs
-from bias_suite.decoder import text_decoder
-from bias_suite.inputs import encode_batch
+from bias_suite.capture.batch import CaptureConfig, capture_batch, plan_batch
+from bias_suite.capture.recorder import attach_capture
+from bias_suite.metrics.attention_rows import attention_rows
+from bias_suite.models.decoder import image_token_id, prefill_kwargs, text_decoder
+from bias_suite.models.prompts import encode_batch
 
 ALL_LAYERS = (0, 1, 2, 3)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bias_suite.capture import CaptureConfig
-from bias_suite.extraction import extract
-from bias_suite.inputs import Sample
+from bias_suite.benchmarks.sample import Sample
+from bias_suite.capture.batch import CaptureConfig
+from bias_suite.capture.extract import extract
 from tests.samples import make_samples
 
 

@@ -24,17 +24,11 @@ import pytest
 import torch
 from torch import nn
 
-from bias_suite.attention import attention_rows
-from bias_suite.capture import (
-    CaptureConfig,
-    attach_capture,
-    capture_batch,
-    decoder_geometry,
-    plan_batch,
-    prefill_kwargs,
-)
-from bias_suite.decoder import text_decoder
+from bias_suite.capture.batch import CaptureConfig, capture_batch, plan_batch
+from bias_suite.capture.recorder import attach_capture
 from bias_suite.errors import CaptureError, CaptureSelfCheckError
+from bias_suite.metrics.attention_rows import attention_rows
+from bias_suite.models.decoder import decoder_geometry, prefill_kwargs, text_decoder
 from tests.capture.family_catalog import CATALOG, EXPECTED_UNSUPPORTED, FamilyModel
 
 SUPPORTED = [name for name in CATALOG if name not in EXPECTED_UNSUPPORTED]
@@ -262,9 +256,9 @@ def _zero_based_1d_positions(model, inputs):
 def test_self_check_names_the_family_when_positions_are_not_the_models_own(name, monkeypatch):
     """PaliGemma counts from 1 and Qwen3-VL uses 3-D positions: a capture that ran with 0-based 1-D
     positions would be silently wrong, so the self-check refuses it."""
-    import bias_suite.capture
+    import bias_suite.capture.batch
 
-    monkeypatch.setattr(bias_suite.capture, "prefill_kwargs", _zero_based_1d_positions)
+    monkeypatch.setattr(bias_suite.capture.batch, "prefill_kwargs", _zero_based_1d_positions)
     family = CATALOG[name](seed=0)
     layers = decoder_geometry(family.model).attention_layers
     with pytest.raises(CaptureSelfCheckError, match=rf"^{name}: .*positions"):

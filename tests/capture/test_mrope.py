@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bias_suite.capture import CaptureConfig, capture_batch
+from bias_suite.capture.batch import CaptureConfig, capture_batch
 from bias_suite.errors import CaptureError
-from bias_suite.inputs import encode_batch
+from bias_suite.models.prompts import encode_batch
 
 MROPE_FAMILIES = ("tiny-qwen2.5-vl", "tiny-qwen2-vl")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from bias_suite.attention import sink_mask
-from bias_suite.capture import CaptureConfig, capture_batch
-from bias_suite.inputs import Sample, encode_batch
+from bias_suite.benchmarks.sample import Sample
+from bias_suite.capture.batch import CaptureConfig, capture_batch
+from bias_suite.metrics.attention_rows import sink_mask
+from bias_suite.models.prompts import encode_batch
 from tests.samples import make_samples
 
 CAP = 5

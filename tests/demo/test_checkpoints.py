@@ -8,8 +8,8 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from bias_suite.benchmarks import load_benchmark
 from bias_suite.demo import DEMO_CHECKPOINTS
-from bias_suite.demo.scoring import answer_accuracy, chance_accuracy
-from bias_suite.loading import LoadedModel, load_model
+from bias_suite.models.loading import LoadedModel, load_model
+from bias_suite.tools.train_demo.scoring import answer_accuracy, chance_accuracy
 
 MAX_SHIPPED_BYTES = 10_000_000
 ABOVE_CHANCE_FACTOR = 2

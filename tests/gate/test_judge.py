@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from bias_suite.gate import Bound, Gauge, ResultRow, judge, verdict, worst
+from bias_suite.gate.judge import Gauge, verdict
+from bias_suite.gate.rows import Bound, ResultRow, judge, worst
+from bias_suite.gate.thresholds import PACKAGED_DEFAULT, load_threshold_file
 from bias_suite.metrics.estimate import Estimate
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
-from bias_suite.thresholds import PACKAGED_DEFAULT, load_threshold_file
 
 
 def test_gate_fails_when_the_whole_interval_crosses_the_bound():

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from bias_suite.attention import attention_rows
 from bias_suite.metrics import ATTENTION_METRICS, query_positions, row_shares, summarise_attention
+from bias_suite.metrics.attention_rows import attention_rows
 
 SCALING = 0.5
 # 7 tokens: text(0) image(1, 2, 3) text(4, 5, 6)

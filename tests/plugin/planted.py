@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from bias_suite.benchmarks import load_benchmark
-from bias_suite.inputs import encode_batch
-from bias_suite.loading import load_model
+from bias_suite.models.loading import load_model
+from bias_suite.models.prompts import encode_batch
 
 # The options every gate run of these tests uses: small and quick.
 FAST = ("-p", "no:cacheprovider", "--samples", "6", "--benchmark", "shapes", "-q")

@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from bias_suite.tiny import ensure_checkpoint
+from bias_suite.models.tiny import ensure_checkpoint
 from tests.plugin.planted import FAST
 
 SEPARATION_RULES = """\

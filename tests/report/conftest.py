@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bias_suite.report import ReportCard
+from bias_suite.report.card import ReportCard
 from tests.report.synthetic import GOLDEN_VERSION, synthetic_card
 
 
@@ -12,5 +12,5 @@ from tests.report.synthetic import GOLDEN_VERSION, synthetic_card
 def card(monkeypatch) -> ReportCard:
     """The synthetic card; the suite version it prints is ``GOLDEN_VERSION`` for the whole test, so the
     golden files do not change with the installed version."""
-    monkeypatch.setattr("bias_suite.report.__version__", GOLDEN_VERSION)
+    monkeypatch.setattr("bias_suite.report.card.__version__", GOLDEN_VERSION)
     return synthetic_card()

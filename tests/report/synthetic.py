@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from bias_suite.baseline import Change
-from bias_suite.controller import RunRecord
-from bias_suite.gate import ResultRow
+from bias_suite.gate.baseline import Change
+from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
+from bias_suite.gate.rows import ResultRow
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
-from bias_suite.report import ReportCard
+from bias_suite.report.card import ReportCard
+from bias_suite.run.finish import RunRecord
 
 GOLDEN_VERSION = "0.0.0+golden"  # the suite version golden cards print, whatever is installed
 
@@ -86,10 +87,10 @@ def _points(centre: tuple[float, float], radius: float, n: int, phase: float) ->
              round(centre[1] + radius * math.sin(phase + 2 * math.pi * i / n), 5)] for i in range(n)]
 
 
-def _projection(model: str, benchmark: str, layer: int) -> dict:
-    return {"model": model, "benchmark": benchmark, "layer": layer,
-            "pca": {"image": _points((-2.0, 0.5), 1.0, 12, 0.1), "text": _points((2.0, -0.5), 1.5, 10, 0.3)},
-            "tsne": {"image": _points((-10.0, 0.0), 4.0, 12, 0.2), "text": _points((10.0, 3.0), 6.0, 10, 0.4)}}
+def _projection(model: str, benchmark: str, layer: int) -> KeyProjection:
+    return KeyProjection(model, benchmark, layer, {
+        "pca": {"image": _points((-2.0, 0.5), 1.0, 12, 0.1), "text": _points((2.0, -0.5), 1.5, 10, 0.3)},
+        "tsne": {"image": _points((-10.0, 0.0), 4.0, 12, 0.2), "text": _points((10.0, 3.0), 6.0, 10, 0.4)}})
 
 
 def synthetic_record() -> RunRecord:
@@ -107,18 +108,17 @@ def synthetic_record() -> RunRecord:
                                      bound=0.95 if index == 0 else None, direction=HIGHER_IS_WORSE,
                                      rule="thresholds/tiny-llava.yaml rules[2]" if index == 0 else None))
     record.models = {
-        "tiny-llava": {"spec": "tiny-llava", "model_type": "llava", "revision": "0123abcd", "n_layers": 3,
-                       "config_hash": "26e5bea0f5aef415", "incomplete_weights": []},
-        PIPE_MODEL: {"spec": PIPE_MODEL, "model_type": "qwen2_vl", "revision": None, "n_layers": 3,
-                     "config_hash": "9f8e7d6c5b4a3210", "incomplete_weights": ["lm_head.weight", "model.norm.weight"]},
+        "tiny-llava": ModelRecord("tiny-llava", "llava", "0123abcd", 3, "26e5bea0f5aef415"),
+        PIPE_MODEL: ModelRecord(PIPE_MODEL, "qwen2_vl", None, 3, "9f8e7d6c5b4a3210",
+                                ("lm_head.weight", "model.norm.weight")),
     }
-    record.benchmarks = {"photos": {"name": "photos", "n_samples": 6, "hash": "3e3d77d7abc781b8"},
-                         "conflict": {"name": "conflict", "n_samples": 6, "hash": "c57c8b8274d8e0b2"}}
+    record.benchmarks = {"photos": BenchmarkRecord("photos", 6, "3e3d77d7abc781b8"),
+                         "conflict": BenchmarkRecord("conflict", 6, "c57c8b8274d8e0b2")}
     record.thresholds = {
-        "tiny-llava": {"file": "thresholds/tiny-llava.yaml", "label": "thresholds/tiny-llava.yaml", "version": 3,
-                       "matched_by": "model name", "baselined": True, "provisional": False, "family": None},
-        PIPE_MODEL: {"file": "bias_suite/data/default.yaml", "label": "packaged default.yaml", "version": 2,
-                     "matched_by": "packaged default", "baselined": False, "provisional": True, "family": "default"},
+        "tiny-llava": GatedBy("tiny-llava", "thresholds/tiny-llava.yaml", "thresholds/tiny-llava.yaml", 3, "model name",
+                              baselined=True, provisional=False, family=None),
+        PIPE_MODEL: GatedBy(PIPE_MODEL, "bias_suite/data/default.yaml", "packaged default.yaml", 2, "packaged default",
+                            baselined=False, provisional=True, family="default"),
     }
     record.environments = [{"python": "3.11.7", "torch": "2.4.1", "transformers": "5.24.0", "device": "cpu",
                             "dtype": "float32", "attn_implementation": "sdpa"}]

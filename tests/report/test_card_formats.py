@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bias_suite.report import ReportCard, format_number
+from bias_suite.report.card import ReportCard, format_number
 from tests.report.synthetic import GOLDEN_VERSION, PIPE_MODEL, synthetic_card, synthetic_record
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -58,7 +58,7 @@ def test_card_format_matches_its_golden_file(card, name, tmp_path):
 @pytest.mark.parametrize("name", ["card.txt", "card.md", "card.json", "card.html"])
 def test_card_does_not_depend_on_the_order_rows_arrived_in(monkeypatch, name, tmp_path):
     """Under xdist, workers report in any order: the same rows give the same bytes."""
-    monkeypatch.setattr("bias_suite.report.__version__", GOLDEN_VERSION)
+    monkeypatch.setattr("bias_suite.report.card.__version__", GOLDEN_VERSION)
     record = synthetic_record()
     random.Random(7).shuffle(record.rows)
     random.Random(8).shuffle(record.projections)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bias_suite.plots import HEATMAP_METRICS
-from bias_suite.report import CARD_METRICS
+from bias_suite.report.card import CARD_METRICS
+from bias_suite.report.svg import HEATMAP_METRICS
 from tests.report.synthetic import LAYERS, MODELS, PIPE_MODEL
 
 REQUIRE = "BIAS_SUITE_REQUIRE_CHROMIUM"

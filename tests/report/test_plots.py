@@ -11,9 +11,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bias_suite.gate import ResultRow
+from bias_suite.gate.rows import ResultRow
 from bias_suite.metrics.registry import HIGHER_IS_WORSE
-from bias_suite.plots import (
+from bias_suite.report.svg import (
     BOUND_COLOUR,
     Axis,
     heatmap_axis,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bias_suite.benchmarks import load_benchmark
-from bias_suite.inputs import format_prompt
+from bias_suite.models.prompts import format_prompt
 from bias_suite.tools.train_demo.data import build_training_data
 from bias_suite.tools.train_demo.recipe import QUICK_RECIPE, Recipe, build_demo_llava, joint_stages, text_first_stages
 from bias_suite.tools.train_demo.sequences import IGNORE_INDEX, chat_text, collate, encode_training_data

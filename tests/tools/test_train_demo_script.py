@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bias_suite.loading import load_model
+from bias_suite.models.loading import load_model
 from bias_suite.tools.train_demo.recipe import QUICK_RECIPE
 
 

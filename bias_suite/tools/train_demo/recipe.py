@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from bias_suite.tiny.families import TextSize, VisionSize, build_llava
+from bias_suite.models.tiny.families import TextSize, VisionSize, build_llava
 from bias_suite.tools.train_demo.data import TrainingData
 
 Trainable = Literal["decoder", "projector", "decoder+projector"]  # the vision tower is frozen after stage 0
@@ -50,7 +50,7 @@ class DemoShape:
 
 
 def build_demo_llava(shape: DemoShape) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A freshly initialised demo model and its processor: :func:`bias_suite.tiny.families.build_llava` at
+    """A freshly initialised demo model and its processor: :func:`bias_suite.models.tiny.families.build_llava` at
     ``shape``'s sizes (same tokenizer and chat template as ``tiny-llava``). Draws from torch's global
     generator: seed before calling."""
     return build_llava(shape.text, shape.image_size, shape.vision)

@@ -2,7 +2,7 @@
 
 Texts go through the processor's own chat template, and the image placeholder is expanded to the
 number of image tokens exactly as the processor does, so training sequences are token for token what
-:func:`bias_suite.inputs.format_prompt` + the processor give at evaluation time (a test checks this).
+:func:`bias_suite.models.prompts.format_prompt` + the processor give at evaluation time (a test checks this).
 Pixels are computed once per scene by the processor's image processor.
 """
 

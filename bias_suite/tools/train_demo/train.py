@@ -5,7 +5,7 @@ Builds the training data (:mod:`bias_suite.tools.train_demo.data`), pretrains th
 (:mod:`bias_suite.tools.train_demo.recipe`) from that same starting model, saves each as a LLaVA checkpoint
 (float16 safetensors, config, tokenizer, processor, and ``training.json`` with the recipe and losses)
 under ``DIR/demo-text-first`` and ``DIR/demo-joint``, then loads both back through
-:func:`bias_suite.loading.load_model` and prints their ``shapes`` accuracy and ``conflict``
+:func:`bias_suite.models.loading.load_model` and prints their ``shapes`` accuracy and ``conflict``
 text-preference rate. ``DIR`` defaults to ``bias_suite/demo/checkpoints/``, i.e. it rebuilds the
 shipped models. The full recipe takes 11–13 minutes on one core of a 2-core machine; ``--quick``
 about 30 seconds.
@@ -155,8 +155,8 @@ def train_arm(arm: str, recipe: Recipe, data, encoded: EncodedExamples, start, o
 def evaluate(directory: Path) -> dict[str, float]:
     """``shapes`` accuracy (and chance) and ``conflict`` text-preference rate of a saved checkpoint."""
     from bias_suite.benchmarks import load_benchmark
-    from bias_suite.demo.scoring import answer_accuracy, chance_accuracy, text_preference_rate
-    from bias_suite.loading import load_model
+    from bias_suite.models.loading import load_model
+    from bias_suite.tools.train_demo.scoring import answer_accuracy, chance_accuracy, text_preference_rate
 
     loaded = load_model(str(directory), device="cpu", dtype="float32")
     shapes = load_benchmark("shapes").samples

@@ -1,0 +1,65 @@
+"""Text for every card format: numbers, estimates, metric headers, escaping, and the tables' headers."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from bias_suite.gate.rows import ResultRow
+from bias_suite.metrics.registry import spec_of
+
+CARD_METRICS = ("jsd", "mmd2", "ratio", "logit_gap.question", "visual_share.question")
+
+
+def format_number(value: float, sign: bool = False) -> str:
+    """Three significant digits; no exponent from 1000 to 99999 (a ratio at its cap reads ``1000``, not
+    ``1e+03``) and no negative zero. ``sign``: always show ``+`` or ``-``."""
+    plus = "+" if sign else ""
+    text = f"{value + 0.0:{plus}.3g}"  # + 0.0: -0.0 → 0.0
+    if "e+03" in text or "e+04" in text:
+        text = f"{float(text):{plus}.0f}"
+    return text
+
+
+def format_estimate(row: ResultRow | None) -> str:
+    if row is None:
+        return "—"
+    if row.value is None or not math.isfinite(row.value):
+        return "undefined" if row.status == "unchecked" else "error"
+    text = format_number(row.value)
+    if row.ci and all(map(math.isfinite, row.ci)):
+        text += f" [{format_number(row.ci[0])}, {format_number(row.ci[1])}]"
+    return text + (" *" if row.gated else "")
+
+
+def arrow(metric: str) -> str:
+    """``↑`` when higher values mean more text bias, ``↓`` when lower do, nothing for descriptive metrics."""
+    return {"higher_is_worse": "↑", "lower_is_worse": "↓"}.get(spec_of(metric).direction or "", "")
+
+
+def metric_header(metric: str) -> str:
+    mark = arrow(metric)
+    return f"{metric} ({mark} worse)" if mark else metric
+
+
+def escape_markdown(text: object) -> str:
+    """A Markdown table cell: pipes escaped, newlines flattened."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def escape_html(value: object) -> str:
+    """Text for HTML (attributes too): ``& < > " '`` escaped."""
+    return html.escape(str(value), quote=True)
+
+
+def metric_family(metric: str) -> str | None:
+    """``keyspace``, ``attention`` or ``behaviour`` for a row's metric; None for a row that names none (``*``)."""
+    try:
+        return spec_of(metric).family
+    except KeyError:
+        return None
+
+
+GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin", "rule", "status"]
+BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "status"]
+CHANGE_HEADERS = ["model", "baseline", "benchmark", "layer", "metric", "increase [95% CI]", "bound", "status"]

@@ -1,0 +1,76 @@
+"""What crosses the boundary between the processes of a gate run: a case, and what measuring it recorded.
+
+Both are frozen and serialisable (``to_json`` / ``from_json``, plain JSON types only), because under
+pytest-xdist a case is measured in a worker and its record travels to the controller as an attribute of
+the test report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
+from bias_suite.gate.rows import ResultRow
+from bias_suite.vocabulary import CaseKind
+
+
+@dataclass(frozen=True)
+class Case:
+    """One gate item: a model × benchmark × layer (``layer`` None for behaviour cases)."""
+
+    model: str
+    benchmark: str
+    layer: int | None
+    kind: CaseKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", CaseKind(self.kind))
+
+    @property
+    def id(self) -> str:
+        """``MODEL-BENCHMARK[-L3]`` (a benchmark file by its stem), the item's parameter id."""
+        benchmark = (self.benchmark if "/" not in self.benchmark and "\\" not in self.benchmark
+                     else Path(self.benchmark).stem)
+        return f"{self.model}-{benchmark}" + (f"-L{self.layer}" if self.layer is not None else "")
+
+    @property
+    def key(self) -> tuple[str, str, int | None, CaseKind]:
+        return (self.model, self.benchmark, self.layer, self.kind)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "benchmark": self.benchmark, "layer": self.layer, "kind": self.kind.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Case:
+        return cls(data["model"], data["benchmark"], data["layer"], CaseKind(data["kind"]))
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """Everything one measured case hands to the controller: its judged rows and what the card says about
+    the model, the benchmark, the threshold file, the environment and the settings."""
+
+    case: Case
+    rows: tuple[ResultRow, ...]
+    model: ModelRecord
+    benchmark: BenchmarkRecord
+    gated_by: GatedBy
+    environment: Mapping[str, str]
+    settings: Mapping[str, object]  # RunSettings.recorded()
+    projection: KeyProjection | None = field(default=None)
+
+    def to_json(self) -> dict:
+        return {"case": self.case.to_json(), "rows": [row.to_json() for row in self.rows],
+                "model": self.model.to_json(), "benchmark": self.benchmark.to_json(),
+                "gated_by": self.gated_by.to_json(), "environment": dict(self.environment),
+                "settings": dict(self.settings),
+                "projection": None if self.projection is None else self.projection.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> CaseRecord:
+        return cls(Case.from_json(data["case"]), tuple(ResultRow.from_json(row) for row in data["rows"]),
+                   ModelRecord.from_json(data["model"]), BenchmarkRecord.from_json(data["benchmark"]),
+                   GatedBy.from_json(data["gated_by"]), dict(data["environment"]), dict(data["settings"]),
+                   None if data.get("projection") is None else KeyProjection.from_json(data["projection"]))

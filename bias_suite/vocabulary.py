@@ -1,0 +1,52 @@
+"""The closed vocabularies of a gate run, in one place: the status of a row and the kind of a case.
+
+Members are strings (``Status.PASS == "pass"``, ``json.dumps`` writes ``"pass"``), so rows, cards and
+JUnit properties read exactly as the words they replace, and ``Status("fail")`` parses one back.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Word(str, Enum):
+    """A string-valued member that prints as its value (``f"{Status.PASS}"`` is ``pass``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Status(_Word):
+    """How one row fared against its rule, from least to most severe."""
+
+    UNCHECKED = "unchecked"  # no rule covers it (per-head detail, descriptive metrics)
+    PASS = "pass"
+    WARN = "warn"  # the point estimate is beyond the bound, the interval is not
+    FAIL = "fail"  # the whole interval is beyond the bound
+    ERROR = "error"  # not computable, or its rule cannot gate this run: never a pass
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.UNCHECKED: 0, Status.PASS: 1, Status.WARN: 2, Status.FAIL: 3, Status.ERROR: 4}
+
+
+class CaseKind(_Word):
+    """What a gate item measures; each kind is one test name of the gate's items."""
+
+    KEYSPACE = "keyspace"  # key separation of one layer
+    ATTENTION = "attention"  # attention share of one layer
+    BEHAVIOUR = "behaviour"  # answers on conflict samples (no layer)
+
+    @property
+    def test_name(self) -> str:
+        return _TEST_NAMES[self]
+
+
+_TEST_NAMES = {CaseKind.KEYSPACE: "key_separation", CaseKind.ATTENTION: "attention_share",
+               CaseKind.BEHAVIOUR: "text_preference"}

@@ -1,0 +1,177 @@
+"""Blessing a run: the next version of each family's file — created when none matches, never written over
+another family's file, per benchmark and layer, one version for several models, safe when concurrent."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bias_suite.errors import ThresholdError
+from bias_suite.gate.bless import BlessedModel, BlessRequest, bless
+from bias_suite.gate.judge import Gauge
+from bias_suite.gate.rows import ResultRow
+from bias_suite.gate.thresholds import family_file, load_threshold_file, select_threshold_file
+from bias_suite.metrics import Estimate
+
+SETTINGS = {"n_samples": 16, "max_tokens_per_modality": 64, "seed": 0}
+BENCHMARKS = {"shapes": {"n_samples": 16, "hash": "aaaa"}, "photos": {"n_samples": 16, "hash": "bbbb"}}
+
+
+def rows(model: str, mmd2: float, benchmarks=("shapes", "photos"), layers=(0, 1)) -> list[ResultRow]:
+    out = []
+    for benchmark in benchmarks:
+        for layer in layers:
+            shift = 0.1 * layer + (0.05 if benchmark == "photos" else 0.0)
+            out += [ResultRow(model, benchmark, layer, None, "mmd2", mmd2 + shift,
+                              (mmd2 + shift - 0.02, mmd2 + shift + 0.02),
+                              "unchecked", direction="higher_is_worse"),
+                    ResultRow(model, benchmark, layer, None, "visual_share.question", 0.4, (0.35, 0.45), "unchecked",
+                              direction="lower_is_worse"),
+                    ResultRow(model, benchmark, layer, None, "jsd", 1.0, (1.0, 1.0), "unchecked",
+                              direction="higher_is_worse"),
+                    ResultRow(model, benchmark, layer, 0, "mmd2", 9.0, None, "unchecked")]  # per head: never blessed
+    return out
+
+
+def model(spec: str, model_type: str = "llava") -> BlessedModel:
+    return BlessedModel(spec=spec, model_type=model_type, names=(spec, Path(spec).name), n_layers=4)
+
+
+def request(location: Path, models, all_rows, family=None, reason="first baseline", target_file=None) -> BlessRequest:
+    return BlessRequest(location=location, reason=reason, rows=all_rows, models=list(models),
+                        environment={"torch": "2.14.1", "transformers": "5.24.0", "attn_implementation": "sdpa"},
+                        settings=SETTINGS, benchmarks=BENCHMARKS, suite_version="0.2.0", family=family,
+                        target_file=target_file)
+
+
+def judged(location: Path, spec: str, model_type: str, measured: list[ResultRow]) -> list[str]:
+    threshold = select_threshold_file(location, model_type, [spec, Path(spec).name]).file
+    gauge = Gauge(threshold, spec, 4, SETTINGS, {"shapes": "aaaa", "photos": "bbbb"})
+    return [gauge.row(r.benchmark, r.layer, r.head, r.metric, Estimate(r.value, *r.ci)).status for r in measured
+            if r.head is None]
+
+
+@pytest.mark.parametrize("folder", ["empty", "missing"])
+def test_blessing_a_new_family_creates_its_file_in_an_empty_or_missing_folder(tmp_path, folder):
+    location = tmp_path / folder
+    if folder == "empty":
+        location.mkdir()
+    changes = bless(request(location, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours"))
+    document = yaml.safe_load((location / "ours.yaml").read_text())
+    assert document["version"] == 1 and document["match"] == {"model_type": ["llava"], "name": ["*ours*"]}
+    assert document["settings"] == SETTINGS and document["benchmarks"] == BENCHMARKS
+    assert "new file → version 1" in changes[0]
+    mmd2 = [r for r in document["rules"] if r["metric"] == "mmd2"]
+    assert {(tuple(r["benchmarks"]), r["layers"]) for r in mmd2} == {
+        (("shapes",), "0"), (("shapes",), "1"), (("photos",), "0"), (("photos",), "1")}
+    assert next(r for r in mmd2 if r["benchmarks"] == ["photos"] and r["layers"] == "1")["max"] == pytest.approx(0.47)
+
+
+def test_a_blessed_file_gates_the_next_checkpoint_of_the_family_by_default(tmp_path):
+    bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours"))
+    assert family_file(tmp_path, "llava", ["/ckpts/ours-v2", "ours-v2"]).path.name == "ours.yaml"
+    assert set(judged(tmp_path, "/ckpts/ours-v1", "llava", rows("/ckpts/ours-v1", 0.3))) == {"pass", "unchecked"}
+    assert "fail" in judged(tmp_path, "/ckpts/ours-v2", "llava", rows("/ckpts/ours-v2", 0.6))
+
+
+def test_a_bound_at_its_metrics_ceiling_is_left_out_and_said(tmp_path):
+    """ratio is capped at 1000: a `max: 1000` bound could never fail, so blessing writes none and says so."""
+    capped = [ResultRow("m", "shapes", 0, None, "ratio", 1000.0, (1000.0, 1000.0), "unchecked",
+                        direction="higher_is_worse"),
+              ResultRow("m", "shapes", 1, None, "ratio", 12.0, (9.0, 20.0), "unchecked", direction="higher_is_worse")]
+    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + capped, family="m"))
+    ratio_layers = [r["layers"] for r in yaml.safe_load((tmp_path / "m.yaml").read_text())["rules"]
+                    if r["metric"] == "ratio"]
+    assert ratio_layers == ["1"]
+    assert any("shapes L0 ratio" in line and "could never fail" in line for line in changes)
+    assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail (the reader checks)
+
+
+def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history(tmp_path):
+    path = tmp_path / "llava.yaml"
+    path.write_text("version: 3\nmatch: {model_type: [llava]}\nenvironment: {}\nprovenance: {reason: old}\n"
+                    "provisional: true\nprovisional_reason: generic\n"
+                    "rules:\n  - {metric: mmd2, layers: all, benchmarks: [shapes, photos], max: 1.5}\n"
+                    "  - {metric: text_preference_rate, max: 0.95}\n")
+    changes = bless(request(tmp_path, [model("any/llava")], rows("any/llava", 0.3, benchmarks=("shapes",)),
+                            reason="rc2"))
+    document = yaml.safe_load(path.read_text())
+    assert document["version"] == 4 and document["history"][0]["version"] == 3
+    assert document["history"][0]["rules"][0]["max"] == 1.5 and "provisional" not in document
+    rules = document["rules"]
+    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "0", "max": 0.32} in rules
+    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "1", "max": 0.42} in rules
+    # what the run did not measure keeps its old bound: the photos benchmark, layers 2 and 3 of shapes
+    assert {"metric": "mmd2", "layers": "all", "benchmarks": ["photos"], "max": 1.5} in rules
+    assert {"metric": "mmd2", "layers": "2,3", "benchmarks": ["shapes"], "max": 1.5} in rules
+    assert {"metric": "text_preference_rate", "max": 0.95} in rules
+    assert any("max 1.5 → 0.32" in change for change in changes)
+
+
+def test_a_file_of_another_family_is_never_overwritten(tmp_path):
+    (tmp_path / "llava.yaml").write_text("version: 1\nmatch: {model_type: [llava]}\n"
+                                         "rules:\n  - {metric: mmd2, max: 1}\n")
+    before = (tmp_path / "llava.yaml").read_text()
+    with pytest.raises(ThresholdError, match=r"llava.yaml exists but gates other models .* pass --family NAME"):
+        bless(request(tmp_path, [model("/ckpts/llava", model_type="qwen2_vl")], rows("/ckpts/llava", 0.3),
+                      family="llava"))
+    assert (tmp_path / "llava.yaml").read_text() == before
+
+
+def test_the_generic_default_file_is_never_the_target(tmp_path):
+    (tmp_path / "default.yaml").write_text("version: 1\nrules:\n  - {metric: mmd2, max: 1}\n")
+    with pytest.raises(ThresholdError, match=r"default\.yaml holds the generic bounds"):
+        bless(request(tmp_path, [model("/ckpts/default")], rows("/ckpts/default", 0.3), family="default"))
+    with pytest.raises(ThresholdError, match="holds generic bounds for every model"):
+        bless(request(tmp_path, [model("m")], rows("m", 0.3), target_file=tmp_path / "default.yaml"))
+
+
+def test_two_models_of_one_family_produce_one_version_both_pass(tmp_path):
+    first, second = "/ckpts/ours-a", "/ckpts/ours-b"
+    changes = bless(request(tmp_path, [model(first), model(second)], rows(first, 0.3) + rows(second, 0.5),
+                            family="ours"))
+    assert len([c for c in changes if "version 1" in c]) == 1
+    assert yaml.safe_load((tmp_path / "ours.yaml").read_text())["version"] == 1
+    for spec, value in ((first, 0.3), (second, 0.5)):
+        assert "fail" not in judged(tmp_path, spec, "llava", rows(spec, value))
+
+
+def test_blessing_needs_a_reason(tmp_path):
+    with pytest.raises(ThresholdError, match="--reason"):
+        bless(request(tmp_path, [model("m")], rows("m", 0.3), reason="  "))
+
+
+def _bless_once(location: str, index: int) -> None:
+    spec = "/ckpts/ours"
+    bless(request(Path(location), [model(spec)], rows(spec, 0.3 + 0.01 * index), family="ours", reason=f"run {index}"))
+
+
+def test_concurrent_blessings_lose_no_version_and_readers_never_see_a_partial_file(tmp_path):
+    bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.3), family="ours"))
+    seen_broken = []
+    stop = threading.Event()
+
+    def read_continuously():
+        while not stop.is_set():
+            try:
+                load_threshold_file(tmp_path / "ours.yaml")
+            except Exception as error:
+                seen_broken.append(repr(error))
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pool.starmap(_bless_once, [(str(tmp_path), i) for i in range(8)])
+    stop.set()
+    reader.join()
+    document = yaml.safe_load((tmp_path / "ours.yaml").read_text())
+    assert document["version"] == 9
+    assert sorted(h["provenance"]["reason"] for h in document["history"][:8]) == sorted(
+        ["first baseline", *(f"run {i}" for i in range(8) if f"run {i}" != document["provenance"]["reason"])])
+    assert not seen_broken
+    assert [p.name for p in tmp_path.iterdir()] == ["ours.yaml"]  # no temporary or lock file left behind

@@ -1,0 +1,45 @@
+"""What crosses the process boundary of a gate run is typed and survives JSON unchanged."""
+
+from __future__ import annotations
+
+import json
+
+from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
+from bias_suite.gate.rows import ResultRow
+from bias_suite.run.records import Case, CaseRecord
+from bias_suite.vocabulary import CaseKind, Status
+
+
+def a_record(projection: KeyProjection | None) -> CaseRecord:
+    case = Case("ckpts/ours-v2", "data/my set.jsonl", 3, CaseKind.KEYSPACE)
+    rows = (ResultRow("ckpts/ours-v2", "data/my set.jsonl", 3, None, "mmd2", 0.25, (0.2, 0.3), Status.FAIL,
+                      bound=0.1, direction="higher_is_worse", rule="ours.yaml rules[0]", replicates=(0.24, 0.26)),
+            ResultRow("ckpts/ours-v2", "data/my set.jsonl", 3, 1, "jsd", 0.5, None, "unchecked"))
+    return CaseRecord(case, rows, ModelRecord("ckpts/ours-v2", "llava", None, 4, "0123", ("lm_head.weight",)),
+                      BenchmarkRecord("data/my set.jsonl", 8, "abcd"),
+                      GatedBy("ckpts/ours-v2", "thresholds/ours.yaml", "thresholds/ours.yaml", 2, "name", True, False,
+                              "ours"),
+                      {"torch": "2.14.1"}, {"n_samples": 8, "max_tokens_per_modality": 64, "seed": 0}, projection)
+
+
+def test_a_case_record_survives_json_and_keeps_its_types():
+    for projection in (None, KeyProjection("ckpts/ours-v2", "data/my set.jsonl", 3,
+                                           {"pca": {"image": [[0.0, 1.0]], "text": [[1.0, 0.0]]}})):
+        record = a_record(projection)
+        back = CaseRecord.from_json(json.loads(json.dumps(record.to_json())))
+        assert back == record
+        assert back.case.kind is CaseKind.KEYSPACE and back.rows[0].status is Status.FAIL
+        assert back.rows[0].replicates == (0.24, 0.26)
+
+
+def test_statuses_and_kinds_are_written_as_plain_words():
+    data = a_record(None).to_json()
+    assert data["case"]["kind"] == "keyspace" and type(data["case"]["kind"]) is str
+    assert [row["status"] for row in data["rows"]] == ["fail", "unchecked"]
+    assert all(type(row["status"]) is str for row in data["rows"])
+
+
+def test_a_case_is_named_by_model_benchmark_stem_and_layer():
+    assert Case("tiny-llava", "data/my set.jsonl", 3, "keyspace").id == "tiny-llava-my set-L3"
+    assert Case("tiny-llava", "conflict", None, CaseKind.BEHAVIOUR).id == "tiny-llava-conflict"
+    assert CaseKind.BEHAVIOUR.test_name == "text_preference"
