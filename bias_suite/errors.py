@@ -80,7 +80,24 @@ class GateFailure(BiasSuiteError):
 
 
 class GateError(BiasSuiteError):
-    """A gated metric could not be computed or its rule cannot gate this run: never a pass."""
+    """A gated metric could not be computed: never a pass."""
+
+
+class GateInconclusive(BiasSuiteError):
+    """A gated check could not decide: the run is not comparable with what it is judged against (another
+    sample count, seed, dtype, environment, processor), too few samples, or an interval straddles its
+    tolerance. Never a pass; the message names what differs and how to make the run comparable."""
+
+
+class NoBaseline(BiasSuiteError):
+    """Nothing that baselines the model judged a case: only generic sanity bounds, or a family file that
+    does not cover this benchmark or layer. Bless the baseline checkpoint (never the candidate), declare
+    the family with ``--family``, or pass ``--bias-reference``; ``--allow-unbaselined`` reports only."""
+
+
+class UnsafeCheckpointError(BiasSuiteError):
+    """A checkpoint stores its weights in a format that can run code when read (a pickle ``.bin``/``.pt``);
+    it is refused: convert it to safetensors."""
 
 
 class BiasGateWarning(BiasSuiteWarning):

@@ -7,9 +7,11 @@ so pytest-xdist can send them to workers.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,11 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 BUILTIN_BENCHMARK_NAMES = ("photos", "shapes", "text-in-image", "conflict")  # bias_suite.benchmarks.BUILTIN_BENCHMARKS
 DEFAULT_BENCHMARKS = ("photos", "shapes", "conflict")
 DEFAULT_SAMPLES = 16
+MIN_SAMPLES = 3  # key-space statistics pair distinct samples and cross-validate over them
+MIN_GATED_SAMPLES = 8  # fewer, and a gated row is INCONCLUSIVE: its interval cannot be trusted
 DEFAULT_TOKEN_CAP = 64
+DEFAULT_BOOTSTRAP = 200
+MIN_BOOTSTRAP = 50
 REPORT_SUFFIXES = (".md", ".json", ".html")
 SEED_LIMIT = 2**32
 _CUDA_INDEX = re.compile(r"cuda:([0-9]+)")
@@ -88,6 +94,13 @@ def parse_positive(value: str) -> int:
     return number
 
 
+def parse_bootstrap(value: str) -> int:
+    number = parse_positive(value)
+    if number < MIN_BOOTSTRAP:
+        raise ValueError(f"{number} bootstrap replicates are too few for a 95% interval: pass at least {MIN_BOOTSTRAP}")
+    return number
+
+
 def parse_report_path(value: str) -> str:
     if Path(value).suffix.lower() not in REPORT_SUFFIXES:
         raise ValueError(f"{value!r}: the report format comes from the suffix: {', '.join(REPORT_SUFFIXES)}")
@@ -97,7 +110,9 @@ def parse_report_path(value: str) -> str:
 def unwritable(path: Path, directory: bool = False) -> str | None:
     """Why ``path`` (a file, or with ``directory`` a folder) could not be written, or None when it can.
 
-    Checked before any model loads, so a run never measures for an hour and then loses its card."""
+    Checked before any model loads, so a run never measures for an hour and then loses its card. The check
+    writes: it creates the missing folders and a temporary file in the deepest one, then removes what it
+    made — permission bits alone say nothing to root, or on ``/proc``."""
     path = Path(path)
     target = path if directory else path.parent
     existing = target
@@ -107,10 +122,23 @@ def unwritable(path: Path, directory: bool = False) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{path}: {existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{path}: {existing} is not writable"
     if not directory and path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
         return f"{path}: {'is a folder' if path.is_dir() else 'exists and is not writable'}"
+    made = []
+    try:
+        for folder in reversed([target, *target.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".bias_suite-probe-"):
+            pass
+    except OSError as error:
+        where = error.filename or target
+        return f"{path}: cannot write in {where} ({error.strerror or error})"
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return None
 
 
@@ -127,7 +155,7 @@ class RunSettings:
     trust_remote_code: bool = False
     allow_incomplete_weights: bool = False
     max_tokens_per_modality: int | None = DEFAULT_TOKEN_CAP  # pre-RoPE key rows kept per sample and modality
-    n_bootstrap: int = 200
+    n_bootstrap: int = DEFAULT_BOOTSTRAP
     n_permutations: int = 200
     batch_size: int = 4
 
@@ -143,4 +171,4 @@ class RunSettings:
     def recorded(self) -> dict[str, int | None]:
         """The settings a bound depends on, as a threshold file records them."""
         return {"n_samples": self.n_samples, "max_tokens_per_modality": self.max_tokens_per_modality,
-                "seed": self.seed}
+                "seed": self.seed, "n_bootstrap": self.n_bootstrap}

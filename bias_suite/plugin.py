@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bias_suite import options as validate
-from bias_suite.errors import BiasGateWarning, BiasSuiteError, GateError, GateFailure
+from bias_suite.errors import BiasGateWarning, BiasSuiteError, GateFailure, GateInconclusive, NoBaseline
 
 GATE_MARKER = "bias_gate"
 GATE_INI = "bias_gate"
@@ -49,6 +49,11 @@ TRUST_REMOTE_CODE_OPTION = "--trust-remote-code"
 INCOMPLETE_WEIGHTS_OPTION = "--allow-incomplete-weights"
 REPORT_OPTION = "--bias-report"
 BASELINE_OPTION = "--bias-baseline"
+REFERENCE_OPTION = "--bias-reference"
+ALLOW_UNBASELINED_OPTION = "--allow-unbaselined"
+ACCEPT_REGRESSION_OPTION = "--accept-regression"
+BOOTSTRAP_OPTION = "--bias-bootstrap"
+ALIASES = pytest.StashKey["list"]()
 
 
 def _checked(parse: Callable):
@@ -70,18 +75,57 @@ def _parse_seed(value: str) -> int:
     return validate.validate_seed(number)
 
 
+_PENDING_ALIASES: dict[int, list] = {}  # id(parser) → short spellings to register once the conftests are in
+
+
 def _add(group, name: str, **kwargs) -> None:
-    """Register ``--bias-NAME`` and, unless a plugin loaded before bias-suite owns it, ``--NAME`` (load a
-    plugin that defines e.g. ``--device`` first, with ``-p``, and bias-suite keeps ``--bias-device``)."""
+    """Register ``--bias-NAME`` now and ``--NAME`` later, after the initial conftests and every plugin loaded
+    before them had their say: the short spelling is only taken when nobody else owns it, whichever order
+    they register in (a project conftest defining ``--device`` keeps it; bias-suite keeps ``--bias-device``)."""
     prefixed = name if name.startswith("--bias-") else "--bias-" + name.removeprefix("--")
-    names = [prefixed] if name == prefixed else [name, prefixed]
-    try:
-        group.addoption(*names, **kwargs)
-    except (ValueError, argparse.ArgumentError):  # the short spelling is taken
-        group.addoption(prefixed, **kwargs)
+    group.addoption(prefixed, **kwargs)
+    if name != prefixed:
+        _PENDING_ALIASES.setdefault(id(group.parser), []).append((group, name, kwargs))
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def _taken_names(parser: pytest.Parser) -> set[str]:
+    groups = [parser._anonymous, *parser._groups]  # pytest keeps every option in these groups
+    return {name for group in groups for option in group.options for name in option.names()}
+
+
+def _register_aliases(parser: pytest.Parser) -> None:
+    """The short spellings still free (see :func:`_add`)."""
+    taken = _taken_names(parser)
+    for group, name, kwargs in _PENDING_ALIASES.pop(id(parser), []):
+        if name not in taken:
+            group.addoption(name, **kwargs)
+            taken.add(name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """After the initial conftests registered their options, take the short spellings nobody owns."""
+    result = yield
+    _register_aliases(parser)
+    return result
+
+
+def _parse_samples(value: str) -> int:
+    number = validate.parse_positive(value)
+    if number < validate.MIN_SAMPLES:
+        raise ValueError(f"--samples {number}: key-space statistics need at least {validate.MIN_SAMPLES} samples "
+                         f"(and a gated row {validate.MIN_GATED_SAMPLES}); pass --samples 16")
+    return number
+
+
+def _parse_family(value: str) -> str:
+    spec, _, family = value.rpartition("=")
+    if not family.strip() or (value.count("=") and not spec.strip()):
+        raise ValueError(f"--family {value!r}: give NAME, or SPEC=NAME for one model")
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("bias", "bias-suite: intrinsic text bias of multimodal LLMs")
     _add(group, MODEL_OPTION, dest="bias_models", action="append", default=None, metavar="SPEC",
          help="run the bias gate on this model (repeatable): hub id, local checkpoint dir, built-in alias "
@@ -92,8 +136,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          type=_checked(validate.parse_benchmark), metavar="NAME_OR_PATH",
          help=f"benchmark, repeatable (default: {', '.join(validate.DEFAULT_BENCHMARKS)})")
     _add(group, SAMPLES_OPTION, dest="bias_samples", default=validate.DEFAULT_SAMPLES,
-         type=_checked(validate.parse_positive), metavar="N",
-         help=f"samples per benchmark, a seeded subset (default {validate.DEFAULT_SAMPLES})")
+         type=_checked(_parse_samples), metavar="N",
+         help=f"samples per benchmark, a seeded subset (default {validate.DEFAULT_SAMPLES}, at least "
+              f"{validate.MIN_SAMPLES}; a gated row needs {validate.MIN_GATED_SAMPLES})")
     _add(group, SEED_OPTION, dest="bias_seed", default=0, type=_checked(_parse_seed),
          help="seed of subsets, folds and bootstrap (0 to 2**32 - 1)")
     _add(group, DEVICE_OPTION, dest="bias_device", default="auto", type=_checked(validate.parse_device),
@@ -101,17 +146,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _add(group, DTYPE_OPTION, dest="bias_dtype", default="auto", type=_checked(validate.parse_dtype),
          help="weight dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
     _add(group, THRESHOLDS_OPTION, dest="bias_thresholds", default=None, metavar="PATH",
-         help="threshold file or folder (default: ./thresholds/ when it exists, else the package's generic defaults)")
+         help="threshold folder or FILE.yaml (default: ./thresholds/ when it exists, else the package's generic "
+              "bounds); with --update-thresholds a FILE.yaml that does not exist yet is created")
     _add(group, UPDATE_OPTION, dest="bias_update", action="store_true",
          help="bless this run: write the next version of each model's family threshold file (needs --reason)")
     _add(group, REASON_OPTION, dest="bias_reason", default=None, metavar="TEXT",
          help="why the thresholds change (recorded in the file's provenance)")
-    _add(group, FAMILY_OPTION, dest="bias_family", default=None, metavar="NAME",
-         help="with --update-thresholds, the family of a new threshold file (matches models named *NAME*)")
+    _add(group, FAMILY_OPTION, dest="bias_families", action="append", default=None, metavar="[SPEC=]NAME",
+         type=_checked(_parse_family),
+         help="the family each model declares: its threshold file is the one of family NAME (SPEC=NAME for one "
+              "model; repeatable); with --update-thresholds, the family a new file is blessed for")
     _add(group, STRICT_ENV_OPTION, dest="bias_strict_env", action="store_true",
          help="fail when torch/transformers/attention backend differ from the threshold file's")
     _add(group, REQUIRE_BASELINE_OPTION, dest="bias_require_baseline", action="store_true",
-         help="fail a model that only generic (not baselined) thresholds gate")
+         help="kept for old CI recipes: a model nothing baselines is NO BASELINE (exit 7) by default now")
+    _add(group, ALLOW_UNBASELINED_OPTION, dest="bias_allow_unbaselined", action="store_true",
+         help="report only: a NO BASELINE model does not fail the run (the card still says NO BASELINE)")
+    _add(group, ACCEPT_REGRESSION_OPTION, dest="bias_accept_regression", action="store_true",
+         help="with --update-thresholds: bless even though the run is worse than the current file (recorded with "
+              "the --reason; the run still exits with its verdict)")
     _add(group, TRUST_REMOTE_CODE_OPTION, dest="bias_trust_remote_code", action="store_true",
          help="allow checkpoints that ship their own modelling code (off by default)")
     _add(group, INCOMPLETE_WEIGHTS_OPTION, dest="bias_allow_incomplete_weights", action="store_true",
@@ -121,7 +174,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          metavar="PATH", help="write the bias report card; format by suffix (.md, .json, .html); repeatable")
     _add(group, BASELINE_OPTION, dest="bias_baseline", default=None, metavar="CARD.json",
          help="compare with a previous run's JSON card (same samples and seed): change per metric, paired bootstrap")
+    _add(group, REFERENCE_OPTION, dest="bias_reference", default=None, metavar="SPEC",
+         help="measure this model (the base model, the last release) on the same samples in the same run and judge "
+              "every model's paired changes against it: GO, NO-GO or INCONCLUSIVE per metric")
+    _add(group, BOOTSTRAP_OPTION, dest="bias_bootstrap", default=None, type=_checked(validate.parse_bootstrap),
+         metavar="N", help=f"bootstrap replicates per interval (default {validate.DEFAULT_BOOTSTRAP})")
     parser.addini(GATE_INI, "run the bias gate on the default model even without --model", type="bool", default=False)
+    if getattr(pluginmanager, "_conftest_plugins", None):  # registered by a conftest: the others are in already
+        _register_aliases(parser)
 
 
 def gate_requested(config: pytest.Config) -> bool:
@@ -144,6 +204,15 @@ def thresholds_location(config: pytest.Config) -> Path:
     return Path(chosen) if chosen else Path("thresholds")
 
 
+def families(config: pytest.Config) -> dict[str, str]:
+    """``--family``: model spec → declared family (``*``: every model without its own)."""
+    found = {}
+    for value in config.option.bias_families or ():
+        spec, _, family = value.rpartition("=")
+        found[spec or "*"] = family
+    return found
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{GATE_MARKER}: a bias-gate item (--model × --benchmark × --layers)")
     if not gate_requested(config):
@@ -151,6 +220,10 @@ def pytest_configure(config: pytest.Config) -> None:
     option = config.option
     if option.bias_update and not (option.bias_reason or "").strip():
         raise pytest.UsageError(f"{UPDATE_OPTION} needs {REASON_OPTION} TEXT: say why the thresholds change")
+    if option.bias_accept_regression and not option.bias_update:
+        raise pytest.UsageError(f"{ACCEPT_REGRESSION_OPTION} only means something with {UPDATE_OPTION}")
+    _check_device(option.bias_device)
+    _check_thresholds(config)
     if not hasattr(config, "workerinput"):
         _check_destinations(config)
         config.pluginmanager.register(ReportCardPlugin(config), "bias_suite.report_card")
@@ -163,6 +236,31 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
+def _check_device(device: str) -> None:
+    """``--device cuda`` on a machine where torch sees no GPU stops here, before any model loads."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if count == 0:
+        raise pytest.UsageError(f"{DEVICE_OPTION} {device}: torch sees no CUDA device on this machine (torch "
+                                f"{torch.__version__}); pass --device cpu, or install a CUDA build of torch")
+    if index >= count:
+        raise pytest.UsageError(f"{DEVICE_OPTION} {device}: torch sees {count} CUDA device(s): use cuda:0 to "
+                                f"cuda:{count - 1}")
+
+
+def _check_thresholds(config: pytest.Config) -> None:
+    """``--thresholds FILE.yaml`` that does not exist: created by a bless, a typo otherwise."""
+    chosen = config.option.bias_thresholds
+    if chosen and Path(chosen).suffix.lower() in (".yaml", ".yml") and not Path(chosen).exists() \
+            and not config.option.bias_update:
+        raise pytest.UsageError(f"{THRESHOLDS_OPTION} {chosen}: no such threshold file (a bless creates it: "
+                                f"{UPDATE_OPTION} --family NAME --reason TEXT)")
+
+
 def _check_destinations(config: pytest.Config) -> None:
     """Report files, the threshold folder (when blessing) and the baseline card are checked before any
     model loads: a run never measures for an hour and then loses its card."""
@@ -170,7 +268,8 @@ def _check_destinations(config: pytest.Config) -> None:
     problems = [problem for path in option.bias_reports if (problem := validate.unwritable(Path(path)))]
     if option.bias_update:
         location = thresholds_location(config)
-        problem = validate.unwritable(location) if location.is_file() else validate.unwritable(location, directory=True)
+        as_file = location.is_file() or location.suffix.lower() in (".yaml", ".yml")
+        problem = validate.unwritable(location) if as_file else validate.unwritable(location, directory=True)
         if problem:
             problems.append(problem)
     if problems:
@@ -188,10 +287,11 @@ def settings_from(config: pytest.Config):
     from bias_suite.options import RunSettings
 
     option = config.option
+    bootstrap = {} if option.bias_bootstrap is None else {"n_bootstrap": option.bias_bootstrap}
     return RunSettings(layers=option.bias_layers, n_samples=option.bias_samples, seed=option.bias_seed,
                        device=option.bias_device, dtype=option.bias_dtype,
                        trust_remote_code=option.bias_trust_remote_code,
-                       allow_incomplete_weights=option.bias_allow_incomplete_weights)
+                       allow_incomplete_weights=option.bias_allow_incomplete_weights, **bootstrap)
 
 
 def gate_session(config: pytest.Config):
@@ -206,6 +306,8 @@ def gate_session(config: pytest.Config):
             settings=settings_from(config), thresholds=thresholds_location(config),
             worker=os.environ.get("PYTEST_XDIST_WORKER"),
             projections=any(Path(path).suffix.lower() == ".html" for path in option.bias_reports),
+            reference=option.bias_reference, families=families(config), baseline=option.bias_baseline,
+            blessing=option.bias_update,
         )
     return config.stash[SESSION_STASH]
 
@@ -230,11 +332,12 @@ class GateItem(pytest.Item):
         self.case = case
         self.record = None  # the case's CaseRecord, once measured
         self.add_marker(GATE_MARKER)
-        self.add_marker(pytest.mark.xdist_group(case.model))
+        if self.config.pluginmanager.has_plugin("xdist"):  # the mark means nothing (and is unknown) without it
+            self.add_marker(pytest.mark.xdist_group(gate_session(self.config).worker_group(case)))
 
     def runtest(self) -> None:
-        from bias_suite.gate.judge import verdict
-        from bias_suite.vocabulary import Status
+        from bias_suite.gate.judge import describe_row
+        from bias_suite.vocabulary import Status, Verdict
 
         self.record = gate_session(self.config).measure(self.case, progress=_progress_bar(self.case))
         for row in self.record.rows:  # readable properties, e.g. for --junitxml
@@ -243,13 +346,21 @@ class GateItem(pytest.Item):
                 value = "nan" if row.value is None else f"{row.value:.4g}"
                 self.user_properties.append((f"bias {row.metric} {row.benchmark} L{row.layer}",
                                              f"{value}{ci} {row.status} ({row.rule})"))
-        status, message = verdict(self.record.rows)
-        if status is Status.ERROR:
-            raise GateError(message)
-        if status is Status.FAIL and not self.config.option.bias_update:
+        verdict, message = self.record.verdict, self.record.message
+        option = self.config.option
+        warned = [row for row in self.record.rows if row.status is Status.WARN]
+        if verdict is Verdict.FAIL:
             raise GateFailure(message)
-        if status in (Status.WARN, Status.FAIL):
-            warnings.warn(BiasGateWarning(message), stacklevel=1)
+        if verdict is Verdict.INCONCLUSIVE and not (option.bias_update and not self.record.regression):
+            raise GateInconclusive(message)
+        if verdict is Verdict.NO_BASELINE and not (option.bias_allow_unbaselined or option.bias_update):
+            raise NoBaseline(f"NO BASELINE: no baseline judged {self.case.id} ({self.case.kind}): nothing but generic "
+                             "sanity bounds gate it. Bless the checkpoint it must not be worse than (never this "
+                             "candidate) with --update-thresholds --family NAME, gate with --family NAME, or pass "
+                             f"{REFERENCE_OPTION}=BASELINE_CHECKPOINT ({ALLOW_UNBASELINED_OPTION}: report only)"
+                             + (f"\n{message}" if message else ""))
+        if warned or message:
+            warnings.warn(BiasGateWarning(message or "\n".join(describe_row(row) for row in warned)), stacklevel=1)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, BiasSuiteError):  # the gate's outcomes and bad input: no traceback
@@ -316,8 +427,10 @@ def _progress_bar(case):
 
 
 class ReportCardPlugin:
-    """Registered on the controller only: merges recorded rows from every report (local or from xdist
-    workers), then compares, blesses, writes the card and report files, and sets the exit status."""
+    """Registered on the controller only: merges the record of every gate item (local or from xdist
+    workers), then gives the verdicts, blesses, writes the card and report files, and sets the exit status:
+    0 PASS, 1 FAIL (or a refused bless, an unwritable report, another failed test), 2 interrupted, 6
+    INCONCLUSIVE, 7 NO BASELINE (see :class:`bias_suite.vocabulary.Verdict`)."""
 
     def __init__(self, config: pytest.Config):
         from bias_suite.run.finish import RunRecord
@@ -325,10 +438,13 @@ class ReportCardPlugin:
         self.config = config
         self.record = RunRecord()
         self.outcome = None
+        self.interrupted_while = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         case = getattr(report, "bias_case", None)
         if case is None:
+            if report.failed:
+                self.record.other_failures += 1
             return
         from bias_suite.run.records import Case, CaseRecord
 
@@ -346,19 +462,32 @@ class ReportCardPlugin:
         from bias_suite.run.finish import FinishOptions, finish_run
 
         option = self.config.option
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         finish = FinishOptions(
             reports=tuple(option.bias_reports), update=option.bias_update, reason=option.bias_reason,
-            family=option.bias_family, thresholds_location=thresholds_location(self.config),
-            strict_env=option.bias_strict_env, require_baseline=option.bias_require_baseline,
-            baseline=option.bias_baseline, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+            families=families(self.config), thresholds_location=thresholds_location(self.config),
+            strict_env=option.bias_strict_env, allow_unbaselined=option.bias_allow_unbaselined,
+            accept_regression=option.bias_accept_regression, reference=option.bias_reference,
+            interrupted=interrupted,
         )
-        self.outcome = finish_run(self.record, finish, session=gate_session(self.config))
-        if self.outcome.failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        try:
+            self.outcome = finish_run(self.record, finish, session=gate_session(self.config))
+        except KeyboardInterrupt:
+            # Ctrl-C while blessing or writing reports: every file is written atomically, so each one is either
+            # its previous version or the new one, never a part of either.
+            self.interrupted_while = "finishing the run (verdicts, bless, report files)"
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            return
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = self.outcome.exit_code
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.interrupted_while is not None:
+            terminalreporter.section("bias report card")
+            terminalreporter.write_line(f"interrupted while {self.interrupted_while}: nothing was half-written "
+                                        "(threshold files and reports are replaced atomically); run again")
         if self.outcome is None:
             return
         terminalreporter.section("bias report card")
-        for line in self.outcome.card.lines:
+        for line in self.outcome.card.terminal_lines(verbose=self.config.option.verbose > 0):
             terminalreporter.write_line(line)

@@ -1,4 +1,4 @@
-"""The closed vocabularies of a gate run, in one place: the status of a row and the kind of a case.
+"""The closed vocabularies of a gate run, in one place: a row's status, a model's verdict, a case's kind.
 
 Members are strings (``Status.PASS == "pass"``, ``json.dumps`` writes ``"pass"``), so rows, cards and
 JUnit properties read exactly as the words they replace, and ``Status("fail")`` parses one back.
@@ -20,20 +20,50 @@ class _Word(str, Enum):
 
 
 class Status(_Word):
-    """How one row fared against its rule, from least to most severe."""
+    """How one row fared against its rule (a bound, or a tolerance on a paired change), least severe first."""
 
-    UNCHECKED = "unchecked"  # no rule covers it (per-head detail, descriptive metrics)
-    PASS = "pass"
+    UNCHECKED = "unchecked"  # no rule covers it (per-head detail, descriptive metrics, a reference's own rows)
+    PASS = "pass"  # within the bound; for a change: the whole interval within its tolerance (GO)
     WARN = "warn"  # the point estimate is beyond the bound, the interval is not
-    FAIL = "fail"  # the whole interval is beyond the bound
-    ERROR = "error"  # not computable, or its rule cannot gate this run: never a pass
+    INCONCLUSIVE = "inconclusive"  # cannot be compared (another key, too few samples) or straddles a tolerance
+    FAIL = "fail"  # the whole interval is beyond the bound or the tolerance (NO-GO)
+    ERROR = "error"  # could not be computed: never a pass
 
     @property
     def severity(self) -> int:
         return _SEVERITY[self]
 
 
-_SEVERITY = {Status.UNCHECKED: 0, Status.PASS: 1, Status.WARN: 2, Status.FAIL: 3, Status.ERROR: 4}
+_SEVERITY = {Status.UNCHECKED: 0, Status.PASS: 1, Status.WARN: 2, Status.INCONCLUSIVE: 3, Status.FAIL: 4,
+             Status.ERROR: 5}
+
+
+class Verdict(_Word):
+    """What a model's gate run says, and the process's exit code for it (the worst model's decides).
+
+    ``PASS``: every gated case is covered by a baseline (a blessed family file, a blessed run or a reference
+    in the same run) and nothing failed. ``FAIL``: a bound or a tolerance was crossed by a whole interval.
+    ``INCONCLUSIVE``: something could not be compared or computed (other settings or environment, too few
+    samples, an interval that straddles its tolerance, an error). ``NO BASELINE``: only generic sanity
+    bounds gated a case — nothing says whether this model is more biased than the one it replaces.
+    """
+
+    PASS = "PASS"
+    NO_BASELINE = "NO BASELINE"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    FAIL = "FAIL"
+
+    @property
+    def severity(self) -> int:
+        return _VERDICT_ORDER.index(self)
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self]
+
+
+_VERDICT_ORDER = (Verdict.PASS, Verdict.NO_BASELINE, Verdict.INCONCLUSIVE, Verdict.FAIL)
+_EXIT_CODES = {Verdict.PASS: 0, Verdict.FAIL: 1, Verdict.INCONCLUSIVE: 6, Verdict.NO_BASELINE: 7}
 
 
 class CaseKind(_Word):

@@ -33,6 +33,7 @@ class Benchmark:
     source: str
     samples: tuple[Sample, ...]
     seed: int = 0
+    n_rows: int | None = None  # items the source holds (a seeded subset decodes only ``size`` of them)
     content_hash: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,7 +69,7 @@ class Benchmark:
     def summary(self) -> dict[str, str | int]:
         """What a report records about the benchmark: name, source, size, seed and content hash."""
         return {"name": self.name, "source": self.source, "size": self.size, "seed": self.seed,
-                "content_hash": self.content_hash}
+                "content_hash": self.content_hash, "n_rows": self.n_rows}
 
 
 def content_hash(samples: Sequence[Sample]) -> str:

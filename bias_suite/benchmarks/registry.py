@@ -61,7 +61,7 @@ def load_benchmark(
     if name in BUILTIN_BENCHMARKS:
         samples = BUILTIN_BENCHMARKS[name](seed)
         kept = tuple(samples[i] for i in subsample_indices(len(samples), n_samples, seed))
-        return Benchmark(name, "builtin", kept, seed=seed)
+        return Benchmark(name, "builtin", kept, seed=seed, n_rows=len(samples))
     source = file_format(Path(name))
     reader = FILE_READERS[source]
     # JSONL rows name image files, confined to the file's folder. TSV embeds its images; dataset and parquet

@@ -58,7 +58,7 @@ class PendingSample:
 
     def to_sample(self) -> Sample:
         return Sample(self.sample_id, self.read_image(), self.prompt, self.answer, self.conflicting_caption,
-                      self.caption_answer)
+                      self.caption_answer, source=self.location)
 
 
 def optional_text(value: object) -> str | None:
@@ -210,4 +210,4 @@ def finish(name: str, source: str, pending: Sequence[PendingSample], n_samples: 
     check_unique_ids([p.sample_id for p in pending], [p.location for p in pending], name,
                      fix="give each row its own 'id' (or 'index')")
     kept = [pending[i] for i in subsample_indices(len(pending), n_samples, seed)]
-    return Benchmark(name, source, tuple(p.to_sample() for p in kept), seed=seed)
+    return Benchmark(name, source, tuple(p.to_sample() for p in kept), seed=seed, n_rows=len(pending))

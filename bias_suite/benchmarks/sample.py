@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -21,3 +21,4 @@ class Sample:
     answer: str | None = None
     conflicting_caption: str | None = None
     caption_answer: str | None = None
+    source: str | None = field(default=None, compare=False)  # where it was read ("bench.jsonl line 4"), for errors

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from bias_suite.capture.recorder import CaptureRecorder
-from bias_suite.errors import CaptureSelfCheckError
+from bias_suite.errors import CaptureSelfCheckError, NonFiniteKeysError
 from bias_suite.models.decoder import family_name, text_decoder
 
 # Largest |difference| allowed, as a fraction of the reference's largest |value|. float32 forwards agree
@@ -47,7 +47,30 @@ def _as_axes(positions: Tensor, batch: int) -> Tensor:
     return positions.expand(-1, batch, -1) if positions.shape[1] == 1 else positions
 
 
-def _compare(name: str, captured: Tensor, reference: Tensor, dtype: torch.dtype, what: str) -> None:
+def non_finite_weights(model: nn.Module) -> list[str]:
+    """Names of the model's parameters and buffers that hold NaN or inf."""
+    return [name for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
+def _refuse_non_finite(model: nn.Module, name: str, what: str, tensors: Sequence[Tensor], dtype: torch.dtype) -> None:
+    """A NaN or inf in what is compared is the model's doing, not capture's: say whose."""
+    if all(bool(torch.isfinite(tensor.float()).all()) for tensor in tensors):
+        return
+    bad = non_finite_weights(model)
+    if bad:
+        listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteKeysError(f"{name}: {what} are NaN or inf because {len(bad)} weight tensor(s) of the checkpoint "
+                                 f"are: {listed}; the checkpoint is damaged (or was saved after training diverged)")
+    raise NonFiniteKeysError(f"{name}: {what} are NaN or inf although every weight is finite: the activations overflow "
+                             f"in {str(dtype).removeprefix('torch.')} (fp16 overflows where bf16 does not: try "
+                             "--dtype bfloat16 or float32)")
+
+
+def _compare(name: str, captured: Tensor, reference: Tensor, dtype: torch.dtype, what: str,
+             model: nn.Module | None = None) -> None:
+    if model is not None:
+        _refuse_non_finite(model, name, what, (captured, reference), dtype)
     scale = float(reference.float().abs().max().clamp(min=1.0))
     difference = float((captured.float() - reference.float()).abs().max()) if reference.numel() else 0.0
     tolerance = RELATIVE_TOLERANCE.get(dtype, 5e-2) * scale
@@ -129,7 +152,7 @@ def check_against_model(
             kept = index >= first
             reference = cached[b][:, index[kept] - first]  # [kv, n, D]
             _compare(name, recorder.checked_keys[layer][b][:, kept.nonzero().flatten()], reference, dtype,
-                     f"post-RoPE keys of layer {layer} (sample {sample_ids[b]!r})")
+                     f"post-RoPE keys of layer {layer} (sample {sample_ids[b]!r})", model)
 
     logits = outputs.logits
     keep = forward_kwargs.get("logits_to_keep")
@@ -140,4 +163,4 @@ def check_against_model(
         else:  # all positions, or the last ``keep``
             column = last - (seq - logits.shape[1])
         _compare(name, last_logits[b], logits[b, column].float().cpu(), dtype,
-                 f"logits at the last position (sample {sample_ids[b]!r})")
+                 f"logits at the last position (sample {sample_ids[b]!r})", model)

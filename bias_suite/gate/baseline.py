@@ -1,32 +1,22 @@
-"""Comparing a run with a baseline run's JSON card: the change of every metric, paired by replicate.
+"""A previous run's JSON card as a partner for paired changes (:mod:`bias_suite.gate.changes`).
 
-Both runs drew the same bootstrap replicates when they measured the same samples with the same seed
-(the replicate weights depend on nothing else), so the change of a metric has a paired bootstrap
-interval: replicate ``r`` of the change is replicate ``r`` of the run minus replicate ``r`` of the
-baseline. Runs on other samples, seeds or settings are refused, naming the difference.
-
-The change is reported in each metric's worse direction ("increase" = more bias): ``max_increase``
-rules bound it.
+Cards come from ``--bias-baseline CARD.json`` or from the blessed run stored beside a family file
+(``CARD.json.gz``). Pairing needs the same samples, seed and replicate count: :func:`incompatibilities`
+names what differs.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from bias_suite.errors import BaselineError
-from bias_suite.gate.judge import rule_reference
-from bias_suite.gate.rows import Bound, ResultRow, judge
-from bias_suite.metrics.estimate import with_interval
-from bias_suite.metrics.registry import HIGHER_IS_WORSE, spec_of
-from bias_suite.vocabulary import Status
+from bias_suite.gate.rows import ResultRow
 
-COMPARED_SETTINGS = ("n_samples", "max_tokens_per_modality", "seed")
+COMPARED_SETTINGS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap")
 
 
 @dataclass(frozen=True)
@@ -39,53 +29,41 @@ class Baseline:
     benchmarks: Mapping[str, Mapping]  # name → {n_samples, hash}
     settings: Mapping[str, object]
 
-
-@dataclass(frozen=True)
-class Change:
-    """The change of one pooled metric against the baseline, in its worse direction (positive: more bias)."""
-
-    model: str
-    baseline_model: str
-    benchmark: str
-    layer: int | None
-    metric: str
-    increase: float
-    ci: tuple[float, float] | None
-    status: Status  # judged by a max_increase rule, else unchecked
-    bound: float | None = None
-    rule: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "status", Status(self.status))
-
-    def to_json(self) -> dict:
-        def finite(x):
-            return x if x is not None and math.isfinite(x) else None
-
-        return {"model": self.model, "baseline_model": self.baseline_model, "benchmark": self.benchmark,
-                "layer": self.layer, "metric": self.metric, "increase": finite(self.increase),
-                "ci": list(self.ci) if self.ci and all(map(math.isfinite, self.ci)) else None,
-                "bound": self.bound, "rule": self.rule, "status": Status(self.status).value}
+    def partner_of(self, model: str, preferred: str | None = None) -> str:
+        """The card's model a candidate is paired with: itself when the card holds it, else ``preferred``
+        (the blessed model a family file names first), else the card's only model, else its first."""
+        if model in self.models:
+            return model
+        if preferred is not None and preferred in self.models:
+            return preferred
+        return self.models[0] if self.models else model
 
 
-def load_baseline(path: str | Path) -> Baseline:
-    """Read a card written with ``--bias-report=….json``; it must carry replicates (cards do)."""
+def read_card(path: Path) -> dict:
+    """The JSON card at ``path`` (gzip-compressed when it ends in ``.gz``)."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw.decode("utf-8"))
+
+
+def load_baseline(path: str | Path, label: str = "--bias-baseline") -> Baseline:
+    """Read a card written with ``--bias-report=….json`` (or a blessed ``….card.json.gz``); it must carry
+    replicates (cards do). ``label`` names where the path came from in errors."""
     path = Path(path)
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = read_card(path)
     except FileNotFoundError:
-        raise BaselineError(f"--bias-baseline {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BaselineError(f"--bias-baseline {path}: not a JSON card ({error})") from None
+        raise BaselineError(f"{label} {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as error:
+        raise BaselineError(f"{label} {path}: not a JSON card ({error})") from None
     if not isinstance(card, dict) or "results" not in card:
-        raise BaselineError(f"--bias-baseline {path}: not a bias report card (no 'results')")
+        raise BaselineError(f"{label} {path}: not a bias report card (no 'results')")
     rows = {}
     for entry in card["results"]:
         row = ResultRow.from_json(entry)
         if row.head is None and row.replicates is not None:
             rows[(row.model, row.benchmark, row.layer, row.metric)] = row
     if not rows:
-        raise BaselineError(f"--bias-baseline {path}: the card has no bootstrap replicates to pair with "
+        raise BaselineError(f"{label} {path}: the card has no bootstrap replicates to pair with "
                             "(write it with this version of bias-suite)")
     return Baseline(path, tuple(model["spec"] for model in card.get("models", [])), rows,
                     {b["name"]: b for b in card.get("benchmarks", [])}, card.get("settings") or {})
@@ -106,34 +84,3 @@ def incompatibilities(baseline: Baseline, benchmarks: Mapping[str, Mapping],
             problems.append(f"benchmark {name!r}: other samples (hash {info.get('hash')}, "
                             f"baseline {other.get('hash')})")
     return problems
-
-
-def compare(rows: Sequence[ResultRow], baseline: Baseline, thresholds: Mapping[str, object],
-            n_layers: Mapping[str, int]) -> list[Change]:
-    """The change of every pooled row that has replicates and a counterpart in the baseline; judged by the
-    ``max_increase`` rules of each model's threshold file (``thresholds``: model → ThresholdFile)."""
-    changes = []
-    for row in rows:
-        if row.head is not None or row.replicates is None or row.value is None or not math.isfinite(row.value):
-            continue
-        baseline_model = row.model if row.model in baseline.models or len(baseline.models) != 1 else baseline.models[0]
-        other = baseline.rows.get((baseline_model, row.benchmark, row.layer, row.metric))
-        if other is None or other.value is None or len(other.replicates) != len(row.replicates):
-            continue
-        sign = 1.0 if spec_of(row.metric).direction in (HIGHER_IS_WORSE, None) else -1.0
-        increase = sign * (row.value - other.value)
-        paired = sign * (torch.tensor(row.replicates, dtype=torch.float64)
-                         - torch.tensor(other.replicates, dtype=torch.float64))
-        estimate = with_interval(increase, paired)
-        status, bound, reference = Status.UNCHECKED, None, None
-        threshold = thresholds.get(row.model)
-        if threshold is not None:
-            for rule in threshold.rules_for(row.metric, row.benchmark, row.layer, n_layers.get(row.model, 0)):
-                if rule.on_change:
-                    judged = judge(estimate.value, estimate.ci, Bound(rule.bound.limit, HIGHER_IS_WORSE))
-                    if status is Status.UNCHECKED or judged in (Status.FAIL, Status.ERROR) or (
-                            judged is Status.WARN and status is Status.PASS):
-                        status, bound, reference = judged, rule.bound.limit, rule_reference(threshold, rule)
-        changes.append(Change(row.model, baseline_model, row.benchmark, row.layer, row.metric, estimate.value,
-                              estimate.ci, status, bound, reference))
-    return changes

@@ -1,30 +1,42 @@
-"""Blessing a run: the next version of each family's threshold file, written safely.
+"""Blessing a run: the next version of each family's threshold file, and the blessed run beside it.
 
-A model's family file is the file that matches it (:func:`bias_suite.gate.thresholds.family_file`), never a
-file chosen by a folder's name. When none matches, a new file is created for the family: named after
-``--family`` (or the model type), matching the model type and, with ``--family``, the name pattern
-``*FAMILY*`` — so the next checkpoint of the family is gated by it without ``--thresholds=FILE``. A file
-of that name that gates other models is never overwritten.
+A model's family file is the file of the family it declares (``--family NAME``) or the file whose name
+patterns match it; a new family needs a declared name (a file that matched by architecture alone would
+baseline every checkpoint of that architecture). A new file is ``NAME.yaml`` matching the model type and
+the name pattern ``*NAME*``; a file of that name that gates other models is never overwritten;
+``--thresholds=FILE.yaml`` blesses into that file (created when it does not exist yet).
 
-Bounds are per benchmark and layer: a ``max`` / ``min`` rule moves to the worst interval end this run
-measured (so the run that made it passes, and a later model fails only when its whole interval lies
-beyond), a ``baseline`` rule to the worst point estimate (its tolerance kept). Several models of one
-family in one run produce one version that every one of them passes. A bound that would sit at its
-metric's ceiling (and so could never fail) is left out and reported.
+Each version holds:
 
-Writing is transactional: under a file lock the current file is re-read (another run may have
-written a version meanwhile), the new version is computed from it, written to a unique temporary file
-in the same folder and moved into place atomically — readers never see a partial file and no
-concurrent update is lost.
+* bounds per benchmark and layer: a ``max`` / ``min`` rule at the worst interval end this run measured
+  (so the run that made it passes, and a later model fails only when its whole interval lies beyond), a
+  ``baseline`` rule at the worst point estimate (its tolerance kept);
+* a ``max_increase`` rule per blessed metric (the regression test: a later run of the family is paired with
+  this one, sample by sample, and a change beyond the tolerance fails), its tolerance from the file's
+  ``policy`` or the metric registry;
+* ``baseline_card``: this run's JSON card (the rows of the blessed metrics with their bootstrap replicates,
+  gzip) in a file beside the YAML, named by version, with its sha256;
+* ``settings``: the comparability key the bounds were measured with; ``not_bounded``: every blessed metric
+  that got no bound, with the reason (a bound at the end of the metric's range could never fail).
+
+Writing is transactional: under a file lock the current file is re-read (another run may have written a
+version meanwhile), the new version is computed from it, written to a unique temporary file in the same
+folder, flushed, and moved into place atomically — readers never see a partial file, no concurrent update
+is lost, and a failed write (a full disk) leaves the previous version as it was. The file keeps its mode
+(a new one gets 0644 less the umask); a symlinked threshold file is updated through its target.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import gzip
 import hashlib
+import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +47,21 @@ from filelock import FileLock
 
 from bias_suite.errors import ThresholdError
 from bias_suite.gate.rows import Bound, ResultRow
-from bias_suite.gate.thresholds import DEFAULT_FILE, ENVIRONMENT_KEYS, ThresholdFile, family_file, load_threshold_file
+from bias_suite.gate.thresholds import (
+    DEFAULT_FILE,
+    ENVIRONMENT_KEYS,
+    ThresholdFile,
+    declared_file,
+    family_file,
+    load_threshold_file,
+)
 from bias_suite.metrics.registry import BEHAVIOUR, HIGHER_IS_WORSE, LOWER_IS_WORSE, spec_of
 
 # Metrics a new family file bounds: non-saturating, size-invariant, one per mechanism.
 BLESSED_METRICS = ("mmd2", "ratio", "logit_gap.question", "visual_share.question", "text_preference_rate")
 FILE_ORDER = ("version", "family", "match", "provisional", "provisional_reason", "environment", "provenance",
-              "settings", "benchmarks", "rules", "history")
+              "settings", "benchmarks", "policy", "baseline_card", "not_bounded", "rules", "history")
+NEW_FILE_MODE = 0o644  # less the umask
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,7 @@ class BlessedModel:
     n_layers: int
     revision: str | None = None
     config_hash: str | None = None
+    family: str | None = None  # declared with --family
 
 
 @dataclass
@@ -68,31 +89,44 @@ class BlessRequest:
     settings: Mapping[str, object]
     benchmarks: Mapping[str, Mapping]  # name → {n_samples, hash}
     suite_version: str
-    family: str | None = None  # --family
-    target_file: Path | None = None  # --thresholds=FILE: every model's bounds go to this file
+    target_file: Path | None = None  # --thresholds=FILE.yaml: every model's bounds go to this file
+    card: Mapping | None = None  # the run's JSON card: the blessed run is stored from it
+    accepted_regression: tuple[str, ...] = ()  # --accept-regression: the failing rows and changes accepted
 
 
-def target_for(location: Path, model: BlessedModel, family: str | None) -> tuple[Path, dict | None]:
+def target_for(location: Path, model: BlessedModel) -> tuple[Path, dict | None]:
     """The file a model's bounds go to, and (for a new file) its ``match`` block."""
-    existing = family_file(location, model.model_type, model.names)
+    family = model.family
+    existing = declared_file(location, family) if family else None
+    if existing is None:
+        matched = family_file(location, model.model_type, model.names)
+        if matched is not None and matched.matches(model.model_type, model.names) == "name":
+            existing = matched
     if existing is not None:
+        types = existing.match.get("model_type", [])
+        if types and model.model_type not in types:
+            raise ThresholdError(
+                f"{existing.path} gates other models (family {existing.family!r}, model_type {types}), not "
+                f"{model.spec} (model_type {model.model_type!r}); choose another --family NAME")
         return existing.path, None
-    name = family or model.model_type
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "family"
-    path = location / f"{stem}.yaml"
+    if family is None:
+        raise ThresholdError(
+            f"{model.spec}: no family file in {location}/ names this model; pass --family NAME to bless it as the "
+            "baseline of family NAME (later checkpoints declare it with --family NAME, or match *NAME* by name)")
+    path = location / f"{_file_stem(family)}.yaml"
     if path.name == DEFAULT_FILE:
-        raise ThresholdError(f"{path} holds the generic bounds for models no family file matches: pass --family NAME "
-                             "to bless this model under its own name")
+        raise ThresholdError(f"{path} holds the generic bounds for models no family file matches: choose another "
+                             "--family NAME")
     if path.exists():
         other = load_threshold_file(path)
         raise ThresholdError(
-            f"{path} exists but gates other models (match: {dict(other.match) or 'none'}), not {model.spec} "
-            f"(model_type {model.model_type!r}); pass --family NAME to bless it under another name, or add a "
-            "match for it to that file")
-    match: dict = {"model_type": [model.model_type]}
-    if family:
-        match["name"] = [f"*{family}*"]
-    return path, match
+            f"{path} exists but gates other models (family {other.family!r}, match: {dict(other.match) or 'none'}), "
+            f"not {model.spec}; choose another --family NAME, or declare that file's family")
+    return path, {"model_type": [model.model_type], "name": [f"*{family}*"]}
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "family"
 
 
 def bless(request: BlessRequest) -> list[str]:
@@ -101,22 +135,37 @@ def bless(request: BlessRequest) -> list[str]:
         raise ThresholdError("--update-thresholds needs --reason TEXT: say why the thresholds change")
     targets: dict[Path, tuple[dict | None, list[BlessedModel]]] = {}
     if request.target_file is not None:
-        chosen = load_threshold_file(request.target_file)
-        if chosen.is_default or chosen.is_packaged_default:
-            raise ThresholdError(f"{request.target_file} holds generic bounds for every model: bless into a family "
-                                 "file instead (--thresholds FOLDER, with --family NAME for a new family)")
-        targets[request.target_file] = (None, list(request.models))
+        path = request.target_file
+        match = None
+        if path.exists():
+            chosen = load_threshold_file(path)
+            if chosen.is_default or chosen.is_packaged_default:
+                raise ThresholdError(f"{path} holds generic bounds for every model: bless into a family file instead "
+                                     "(--thresholds FOLDER or FILE.yaml, with --family NAME for a new family)")
+        else:
+            family = next((m.family for m in request.models if m.family), None) or path.stem
+            types = sorted({m.model_type for m in request.models})
+            match = {"model_type": types, "name": [f"*{family}*"]}
+            path.parent.mkdir(parents=True, exist_ok=True)
+        targets[path] = (match, list(request.models))
     else:
         request.location.mkdir(parents=True, exist_ok=True)
         for model in request.models:
-            path, match = target_for(request.location, model, request.family)
+            path, match = target_for(request.location, model)
             targets.setdefault(path, (match, []))[1].append(model)
     changes = []
     for path, (match, models) in sorted(targets.items()):
         with FileLock(str(lock_path(path))):
             current = load_threshold_file(path) if path.exists() else None
-            document, changed = next_document(current, match, models, request)
-            write_threshold_file(path, document)
+            document, changed = next_document(current, match, models, request, path)
+            written_card = write_baseline_card(path, document, models, request)
+            try:
+                write_threshold_file(path, document)
+            except BaseException:
+                if written_card is not None:
+                    written_card.unlink(missing_ok=True)
+                raise
+            _remove_earlier_cards(path, current, written_card)
         old = f"version {current.version}" if current else "new file"
         changes.append(f"{path}: {old} → version {document['version']} "
                        f"({', '.join(m.spec for m in models)})")
@@ -125,18 +174,22 @@ def bless(request: BlessRequest) -> list[str]:
 
 
 def next_document(current: ThresholdFile | None, match: dict | None, models: Sequence[BlessedModel],
-                  request: BlessRequest) -> tuple[dict, list[str]]:
-    """The next version of ``current`` (or a new family document) from the run's rows of ``models``."""
+                  request: BlessRequest, path: Path | None = None) -> tuple[dict, list[str]]:
+    """The next version of ``current`` (or a new family document) from the run's rows of ``models``:
+    bounds, ``max_increase`` rules, ``settings``, ``not_bounded`` and the ``baseline_card`` entry (its sha256
+    is filled in by :func:`write_baseline_card`)."""
     specs = {m.spec for m in models}
     n_layers = {m.spec: m.n_layers for m in models}
     rows = [row for row in request.rows if row.model in specs and row.head is None and row.value is not None
             and math.isfinite(row.value)]
     changes: list[str] = []
+    unbounded: list[dict] = []
     if current is None:
-        rules = _new_rules(rows, changes)
-        document: dict = {"version": 1, "family": request.family or models[0].model_type, "match": match, "history": []}
+        rules = _new_rules(rows, changes, unbounded)
+        family = next((m.family for m in models if m.family), None) or (path.stem if path else models[0].model_type)
+        document: dict = {"version": 1, "family": family, "match": match, "history": []}
     else:
-        rules = _reblessed_rules(current, rows, n_layers, changes)
+        rules = _reblessed_rules(current, rows, n_layers, changes, unbounded)
         document = copy.deepcopy(dict(current.document))
         previous = {key: copy.deepcopy(current.document.get(key))
                     for key in ("version", "provenance", "environment", "settings", "rules")}
@@ -146,18 +199,69 @@ def next_document(current: ThresholdFile | None, match: dict | None, models: Seq
         document.pop("provisional_reason", None)
     if not rules:
         raise ThresholdError(f"{', '.join(sorted(specs))}: the run measured nothing a rule could bound")
+    rules += _change_rules(rules, rows, current, changes)
     document["rules"] = rules
+    document["not_bounded"] = unbounded or None
     document["environment"] = {key: str(request.environment.get(key)) for key in ENVIRONMENT_KEYS}
     document["provenance"] = {
         "date": datetime.date.today().isoformat(), "suite_version": request.suite_version,
         "models": [{"spec": m.spec, "revision": m.revision, "config_hash": m.config_hash} for m in models],
         "reason": request.reason.strip(),
     }
+    if request.accepted_regression:
+        document["provenance"]["accepted_regression"] = list(request.accepted_regression)
+        changes.append(f"accepted as a regression (--accept-regression): {len(request.accepted_regression)} row(s)")
     document["settings"] = dict(request.settings)
     recorded = dict((current.benchmark_records if current else {}) or {})
     recorded.update({name: dict(info) for name, info in request.benchmarks.items()})
     document["benchmarks"] = recorded
+    if request.card is not None and path is not None:
+        document["baseline_card"] = {"file": f"{_file_stem(path.stem)}.v{document['version']}.card.json.gz",
+                                     "models": [m.spec for m in models]}
     return document, changes
+
+
+def _change_rules(rules: Sequence[dict], rows: Sequence[ResultRow], current: ThresholdFile | None,
+                  changes: list[str]) -> list[dict]:
+    """A ``max_increase`` rule (all layers and benchmarks) for every blessed metric the run measured that no
+    rule bounds a change of yet; its tolerance from the file's ``policy`` or the registry."""
+    bounded = {rule["metric"] for rule in rules if "max_increase" in rule}
+    added = []
+    for metric in BLESSED_METRICS:
+        if metric in bounded or not any(row.metric == metric for row in rows):
+            continue
+        tolerance = current.tolerance(metric) if current is not None else spec_of(metric).tolerance
+        added.append({"metric": metric, "layers": "all", "max_increase": tolerance})
+        changes.append(f"{metric}: a paired change beyond {tolerance:g} against this blessed run fails (max_increase)")
+    return added
+
+
+def write_baseline_card(path: Path, document: dict, models: Sequence[BlessedModel],
+                        request: BlessRequest) -> Path | None:
+    """Write the blessed run's card beside ``path`` (gzip; the rows of the metrics a ``max_increase`` rule
+    bounds, pooled over heads, with their replicates) and record its sha256 in ``document``. Returns its path."""
+    entry = document.get("baseline_card")
+    if entry is None or request.card is None:
+        return None
+    specs = {m.spec for m in models}
+    bounded = {rule["metric"] for rule in document["rules"] if "max_increase" in rule}
+    card = dict(request.card)
+    card["results"] = [row for row in request.card.get("results", []) if row["model"] in specs
+                       and row.get("head") is None and row["metric"] in bounded and row.get("replicates")]
+    card["models"] = [model for model in request.card.get("models", []) if model.get("spec") in specs]
+    card.pop("changes", None)
+    data = gzip.compress(json.dumps(card, sort_keys=True, allow_nan=False).encode("utf-8"), mtime=0)
+    entry["sha256"] = hashlib.sha256(data).hexdigest()
+    target = _write_target(path).parent / entry["file"]
+    atomic_write(target, data)
+    return target
+
+
+def _remove_earlier_cards(path: Path, previous: ThresholdFile | None, kept: Path | None) -> None:
+    """The previous version's card is no longer paired with: remove it once the new version is in place."""
+    old = previous.baseline_card_path if previous is not None else None
+    if old is not None and (kept is None or old.resolve() != kept.resolve()):
+        old.unlink(missing_ok=True)
 
 
 def _worst_end(rows: Sequence[ResultRow], higher_worse: bool, point: bool) -> float:
@@ -175,20 +279,25 @@ def _rule(metric: str, benchmark: str, layer: int | None, form: str, limit: floa
     return rule
 
 
-def _bounded(metric: str, form: str, limit: float, tolerance: float | None, where: str, changes: list[str]) -> bool:
-    """False (and a note in ``changes``) when the bound would sit at the metric's ceiling."""
+def _bounded(metric: str, form: str, limit: float, tolerance: float | None, where: str, changes: list[str],
+             unbounded: list[dict], benchmark: str, layer: int | None) -> bool:
+    """False when the bound would sit at the metric's end of range (it could never fail): the reason goes
+    into ``changes`` (the card) and ``unbounded`` (the file's ``not_bounded``) — never dropped silently."""
     spec = spec_of(metric)
     direction = spec.direction if form == "baseline" else (HIGHER_IS_WORSE if form == "max" else LOWER_IS_WORSE)
     effective = limit if tolerance is None else (limit + tolerance if direction == HIGHER_IS_WORSE
                                                  else limit - tolerance)
     if Bound(effective, direction).can_fail(spec.range):
         return True
-    changes.append(f"{where} {metric}: the measured bound {effective:g} sits at the end of the metric's range, "
-                   "so it could never fail — not gated")
+    reason = (f"the measured bound {effective:g} sits at the end of the metric's range [{spec.low:g}, {spec.high:g}], "
+              "so a bound could never fail; its paired change is still bounded (max_increase)")
+    changes.append(f"{where} {metric}: not bounded: {reason}")
+    unbounded.append({"metric": metric, "benchmarks": [benchmark], "layers": "all" if layer is None else str(layer),
+                      "reason": reason})
     return False
 
 
-def _new_rules(rows: Sequence[ResultRow], changes: list[str]) -> list[dict]:
+def _new_rules(rows: Sequence[ResultRow], changes: list[str], unbounded: list[dict]) -> list[dict]:
     rules = []
     groups: dict[tuple, list[ResultRow]] = {}
     for row in rows:
@@ -200,13 +309,13 @@ def _new_rules(rows: Sequence[ResultRow], changes: list[str]) -> list[dict]:
         form = "max" if higher_worse else "min"
         limit = _worst_end(measured, higher_worse, point=False)
         where = f"{benchmark}" + (f" L{layer}" if layer is not None else "")
-        if _bounded(metric, form, limit, None, where, changes):
+        if _bounded(metric, form, limit, None, where, changes, unbounded, benchmark, layer):
             rules.append(_rule(metric, benchmark, layer, form, limit))
     return rules
 
 
 def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers: Mapping[str, int],
-                     changes: list[str]) -> list[dict]:
+                     changes: list[str], unbounded: list[dict]) -> list[dict]:
     """Each rule the run measured becomes one rule per measured (benchmark, layer); what it covered but the
     run did not measure keeps the old bound; rules the run did not touch stay as they are."""
     rules: list[dict] = []
@@ -224,7 +333,8 @@ def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers
         for (benchmark, layer), measured in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or -1)):
             limit = _worst_end(measured, higher_worse, point=rule.form == "baseline")
             where = f"{current.name} rules[{rule.index}] {benchmark}" + (f" L{layer}" if layer is not None else "")
-            if _bounded(rule.metric, rule.form, limit, rule.tolerance, where, changes):
+            if _bounded(rule.metric, rule.form, limit, rule.tolerance, where, changes, unbounded, benchmark,
+                        layer):
                 rules.append(_rule(rule.metric, benchmark, layer, rule.form, limit, rule.tolerance,
                                    original.get("note")))
                 old = original[rule.form]
@@ -262,8 +372,8 @@ def lock_path(path: Path) -> Path:
 
 
 def write_threshold_file(path: Path, document: Mapping) -> None:
-    """Write ``document`` as YAML (keys in schema order, one rule per line) through a unique temporary file
-    in the same folder and an atomic rename. Call under the file's lock when read-modify-writing."""
+    """Write ``document`` as YAML (keys in schema order, one rule per line) atomically (:func:`atomic_write`).
+    Call under the file's lock when read-modify-writing."""
     ordered = {key: document[key] for key in FILE_ORDER if key in document and document[key] is not None}
     rules = ordered.pop("rules", [])
     history = ordered.pop("history", [])
@@ -272,12 +382,36 @@ def write_threshold_file(path: Path, document: Mapping) -> None:
         "- " + yaml.safe_dump(rule, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1000)
         for rule in rules)
     text += yaml.safe_dump({"history": history}, sort_keys=False, allow_unicode=True, width=120)
+    atomic_write(_write_target(path), text.encode("utf-8"))
+
+
+def _write_target(path: Path) -> Path:
+    """Where writing ``path`` lands: its target when it is a symlink (the link stays a link)."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` through a unique temporary file in the same folder, flushed to disk, then
+    an atomic rename: readers see the old file or the new one, never a part, and a failed write (a full disk,
+    an interrupt) leaves the old one as it was. The file keeps its mode and, where the process may, its owner;
+    a new file gets 0644 less the umask."""
+    existing = os.stat(path) if path.exists() else None
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if existing is not None:
+            os.chmod(temporary, stat.S_IMODE(existing.st_mode))
+            if (existing.st_uid, existing.st_gid) != (os.getuid(), os.getgid()):
+                # only root may give a file away; otherwise it keeps the writer's owner
+                with contextlib.suppress(PermissionError):
+                    os.chown(temporary, existing.st_uid, existing.st_gid)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, NEW_FILE_MODE & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from bias_suite.vocabulary import Verdict
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -38,13 +40,25 @@ class BenchmarkRecord:
     name: str
     n_samples: int
     hash: str
+    n_rows: int | None = None  # items the benchmark holds; only n_samples of them were decoded and measured
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.n_rows is None:
+            data.pop("n_rows")
+        return data
+
+    @property
+    def described(self) -> str:
+        """``shapes (16 samples, 3f2a…)``, or ``my.tsv (4 of 8 rows, 3f2a…; the other rows were not read)``."""
+        if self.n_rows is not None and self.n_rows > self.n_samples:
+            return (f"{self.name} ({self.n_samples} of {self.n_rows} rows, a seeded subset, {self.hash}; the other "
+                    "rows were not decoded or checked)")
+        return f"{self.name} ({self.n_samples} samples, {self.hash})"
 
     @classmethod
     def from_json(cls, data: Mapping) -> BenchmarkRecord:
-        return cls(data["name"], data["n_samples"], data["hash"])
+        return cls(data["name"], data["n_samples"], data["hash"], data.get("n_rows"))
 
 
 @dataclass(frozen=True)
@@ -56,17 +70,21 @@ class GatedBy:
     label: str  # how the card names the file ("packaged default.yaml" for the package's own)
     version: int
     matched_by: str  # name, model_type, file, default or packaged default
-    baselined: bool  # bounds measured on the model's family (not generic or provisional ones)
+    baselined: bool  # bounds measured on the model's family (declared or named; not generic or provisional ones)
     provisional: bool
     family: str | None = None
+    sanity: str | None = None  # the generic bounds that also judged the model, when another file
+    considered: tuple[str, ...] = ()  # every file looked at, and why it did not (or did) gate the model
+    baseline_card: str | None = None  # the blessed run its changes were paired with
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "considered": list(self.considered)}
 
     @classmethod
     def from_json(cls, data: Mapping) -> GatedBy:
         return cls(data["model"], data["file"], data["label"], data["version"], data["matched_by"],
-                   bool(data["baselined"]), bool(data["provisional"]), data.get("family"))
+                   bool(data["baselined"]), bool(data["provisional"]), data.get("family"), data.get("sanity"),
+                   tuple(data.get("considered") or ()), data.get("baseline_card"))
 
 
 @dataclass(frozen=True)
@@ -86,3 +104,27 @@ class KeyProjection:
     def from_json(cls, data: Mapping) -> KeyProjection:
         methods = {key: value for key, value in data.items() if key not in ("model", "benchmark", "layer")}
         return cls(data["model"], data["benchmark"], data["layer"], methods)
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    """A model's verdict with what decided it: the lines that are not a pass, worst first, and — for NO
+    BASELINE and INCONCLUSIVE — what to do about it. ``verdict`` None: the reference (measured, not judged)."""
+
+    model: str
+    verdict: Verdict | None
+    reasons: tuple[str, ...] = ()
+    fix: str = ""
+
+    @property
+    def label(self) -> str:
+        return "REFERENCE" if self.verdict is None else self.verdict.value
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "verdict": self.label, "reasons": list(self.reasons), "fix": self.fix}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ModelVerdict:
+        label = data["verdict"]
+        return cls(data["model"], None if label == "REFERENCE" else Verdict(label), tuple(data.get("reasons", ())),
+                   data.get("fix", ""))

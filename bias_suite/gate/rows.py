@@ -21,6 +21,12 @@ from bias_suite.vocabulary import Status
 REPLICATE_DIGITS = 6  # significant digits kept of each bootstrap replicate in reports
 
 
+def stored_replicates(replicates: Iterable[float]) -> tuple[float, ...]:
+    """Replicates as a card stores them (:data:`REPLICATE_DIGITS` significant digits): paired changes use this
+    form on both sides, so a change is the same whether its partner came from this run or from a card."""
+    return tuple(float(f"{x:.{REPLICATE_DIGITS}g}") if math.isfinite(x) else x for x in replicates)
+
+
 @dataclass(frozen=True)
 class Bound:
     """A limit on one metric: ``limit`` with the direction in which values are worse."""
@@ -105,8 +111,7 @@ class ResultRow:
         if self.message:
             row["message"] = self.message
         if with_replicates and self.replicates is not None:
-            row["replicates"] = [float(f"{x:.{REPLICATE_DIGITS}g}") if math.isfinite(x) else None
-                                 for x in self.replicates]
+            row["replicates"] = [x if math.isfinite(x) else None for x in stored_replicates(self.replicates)]
         return row
 
     @classmethod

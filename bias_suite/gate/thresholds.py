@@ -1,29 +1,39 @@
 """Versioned threshold files: schema, strict reading, and which file gates a model.
 
-One YAML per model family, chosen by what it matches (name patterns, then model_type)::
+One YAML per model family::
 
     version: 3
     family: llava-1.5-ours
     match: {model_type: [llava], name: ["*llava-1.5-ours*"]}
-    environment: {torch: 2.14.1, transformers: 5.24.0, attn_implementation: sdpa}
-    provenance: {date: 2026-11-24, suite_version: 0.2.0, models: [...], reason: "..."}
-    settings: {n_samples: 16, max_tokens_per_modality: 64, seed: 0}     # what the bounds were measured with
-    benchmarks: {shapes: {n_samples: 16, hash: 3f2a…}}                   # and on which samples
+    environment: {torch: 2.14.1, transformers: 5.25.0, attn_implementation: sdpa}
+    provenance: {date: 2026-12-06, suite_version: 0.2.0, models: [...], reason: "..."}
+    settings: {n_samples: 16, max_tokens_per_modality: 64, seed: 0, n_bootstrap: 1000, dtype: float32,
+               attn_implementation: sdpa, processor: {...}, torch: '2.14', transformers: '5.25'}
+    benchmarks: {shapes: {n_samples: 16, hash: 3f2a…}}                   # what the bounds were measured on
+    policy: {tolerances: {mmd2: 0.03}}            # optional: tolerances of paired changes (registry defaults)
+    baseline_card: {file: llava-1.5-ours.card.json.gz, sha256: …, models: [ckpts/ours-v1]}  # the blessed run
+    not_bounded: [{metric: ratio, benchmarks: [shapes], layers: '2', reason: …}]   # what bless left unbounded
     provisional: true                  # optional, with provisional_reason
     rules:
       - {metric: mmd2, benchmarks: [shapes], layers: '3', max: 0.52}
       - {metric: logit_gap.question, layers: last_third, baseline: 0.4, tolerance: 0.1}
-      - {metric: mmd2, layers: all, max_increase: 0.05}                # against --bias-baseline
+      - {metric: mmd2, layers: all, max_increase: 0.05}        # a paired change against the blessed run
     history: [{version: 2, provenance: …, rules: […]}, …]
 
-Matching: a file with ``match.name`` patterns gates the models whose spec (or its last path part) one
-of them matches, and, when it also lists ``match.model_type``, only models of those types; a file with
-``match.model_type`` alone gates every model of those types; name matches win. A model nothing matches is
-gated by ``default.yaml`` in the folder, else by the package's own generic defaults — "not baselined".
+Which file gates a model: the family it declares (``--family NAME``: the file whose ``family`` is NAME),
+else a file whose ``match.name`` patterns fit its spec (or its last path part) — and ``match.model_type``,
+when given. A file that matches by ``model_type`` alone, the folder's ``default.yaml`` and the package's
+generic bounds gate a model too, but do not baseline it: a model they alone gate is NO BASELINE (renaming
+a checkpoint's folder can never turn a FAIL into a PASS). The generic bounds apply to every model as sanity
+checks that can fail on their own.
 
-Files are read with a safe loader that also refuses duplicate keys; every mistake names the file and key.
-A rule that could never fail (a bound at or beyond the metric's range), a rule on a metric that is only
-reported (size-dependent), and a file without rules are errors.
+``settings`` is the comparability key of the measured bounds: a run that differs in one of its keys is
+INCONCLUSIVE for the rules that key affects, naming the key (never a false FAIL, never a silent PASS).
+
+Files are read with a safe loader that also refuses duplicate keys and files over
+:data:`MAX_FILE_BYTES`; every mistake names the file and key. A rule that could never fail (a bound at or
+beyond the metric's range), a rule on a metric that is only reported (size-dependent), and a file without
+rules are errors.
 """
 
 from __future__ import annotations
@@ -39,22 +49,36 @@ import yaml
 from bias_suite.errors import ThresholdError
 from bias_suite.gate.rows import Bound
 from bias_suite.layers import LayerSelector
-from bias_suite.metrics.registry import DIRECTIONS, HIGHER_IS_WORSE, LOWER_IS_WORSE, metric_names, spec_of
+from bias_suite.metrics.registry import DIRECTIONS, HIGHER_IS_WORSE, LOWER_IS_WORSE, METRICS, metric_names, spec_of
 from bias_suite.options import BUILTIN_BENCHMARK_NAMES
 
 DEFAULT_FILE = "default.yaml"
 PACKAGED_DEFAULT = Path(__file__).resolve().parents[1] / "data" / DEFAULT_FILE  # bias_suite/data/
 TOP_LEVEL_KEYS = {"version", "family", "match", "environment", "provenance", "settings", "benchmarks",
-                  "provisional", "provisional_reason", "rules", "history"}
+                  "provisional", "provisional_reason", "rules", "history", "policy", "baseline_card", "not_bounded"}
+HISTORY_KEYS = TOP_LEVEL_KEYS - {"history"}
 RULE_KEYS = {"metric", "layers", "benchmarks", "max", "min", "baseline", "tolerance", "max_increase", "direction",
              "note"}
-SETTING_KEYS = ("n_samples", "max_tokens_per_modality", "seed")
+SETTING_KEYS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap", "dtype", "attn_implementation",
+                "processor", "torch", "transformers")
+# A difference in one of these makes every measured rule of a file not comparable; the others only what they
+# affect: seed and n_bootstrap the paired changes (and seed the size-dependent metrics).
+EVERY_RULE_KEYS = ("n_samples", "max_tokens_per_modality", "dtype", "attn_implementation", "processor", "torch",
+                   "transformers")
+SIZE_KEYS = ("n_samples", "max_tokens_per_modality", "seed")
+PAIRED_KEYS = ("n_samples", "seed", "n_bootstrap")
 ENVIRONMENT_KEYS = ("torch", "transformers", "attn_implementation")
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a threshold file is a reviewed text: larger ones are refused before parsing
+BASELINE_CARD_KEYS = {"file", "sha256", "models"}
+NOT_BOUNDED_KEYS = {"metric", "benchmarks", "layers", "reason"}
 FORMS = ("max", "min", "baseline", "max_increase")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: ~10× faster
+
+
+class _StrictLoader(_SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last)."""
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
@@ -65,14 +89,18 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first given on line {seen[key] + 1})", key_node.start_mark)
         seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    return _SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 def read_yaml(path: Path) -> object:
-    """The YAML document at ``path`` (safe tags only, duplicate keys refused)."""
+    """The YAML document at ``path`` (safe tags only, duplicate keys refused, at most :data:`MAX_FILE_BYTES`)."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ThresholdError(f"{path}: {size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB a threshold file "
+                             "may hold (it is a reviewed text: trim its history or split it by family)")
     loader = _StrictLoader(path.read_text(encoding="utf-8"))
     try:
         return loader.get_single_data()
@@ -155,6 +183,34 @@ class ThresholdFile:
     def provisional(self) -> bool:
         return bool(self.document.get("provisional", False))
 
+    @property
+    def baselines(self) -> bool:
+        """True when its bounds were measured on the family's models (not generic, not provisional)."""
+        return not (self.is_default or self.is_packaged_default or self.provisional)
+
+    @property
+    def baseline_card(self) -> Mapping | None:
+        """``{file, sha256, models}`` of the blessed run's card stored beside this file, when there is one."""
+        return self.document.get("baseline_card")
+
+    @property
+    def baseline_card_path(self) -> Path | None:
+        card = self.baseline_card
+        return None if card is None else self.path.parent / card["file"]
+
+    @property
+    def not_bounded(self) -> list[Mapping]:
+        return list(self.document.get("not_bounded") or [])
+
+    def tolerance(self, metric: str) -> float | None:
+        """The tolerance of a paired change of ``metric``: the file's ``policy``, else the registry's default."""
+        tolerances = (self.document.get("policy") or {}).get("tolerances") or {}
+        base = metric.partition(".")[0]
+        for name in (metric, base):
+            if name in tolerances:
+                return float(tolerances[name])
+        return spec_of(metric).tolerance
+
     def rules_for(self, metric: str, benchmark: str, layer: int | None, n_layers: int) -> list[Rule]:
         return [rule for rule in self.rules if rule.covers(metric, benchmark, layer, n_layers)]
 
@@ -179,25 +235,35 @@ class ThresholdFile:
                 for rule in self.rules if not rule.layers.resolve_within(n_layers)]
 
     def settings_problem(self, rule: Rule, settings: Mapping[str, object], benchmark: str,
-                         benchmark_hash: str | None) -> str | None:
-        """Why ``rule`` cannot gate a run made with ``settings`` on ``benchmark`` (None when it can).
+                         benchmark_hash: str | None, n_samples: int | None = None) -> str | None:
+        """Why ``rule`` cannot gate a run made with ``settings`` on ``benchmark`` (None when it can): the run
+        differs from what the bounds were measured with in a key that affects the rule (see
+        :data:`EVERY_RULE_KEYS`), or the benchmark's content changed.
 
-        A size-dependent metric's bound holds only for the settings it was measured with; any metric's
-        bound holds only for the benchmark content it was measured on (compared when the subset is the
-        same: same sample count and seed)."""
-        recorded = self.settings
+        settings: the run's comparability key (``RunSettings.recorded()`` plus dtype, attention backend,
+        processor, torch and transformers major.minor); n_samples: how many samples of ``benchmark`` this
+        run measured (compared with the count recorded for that benchmark, else ``settings.n_samples``)."""
+        recorded = dict(self.settings)
+        run = dict(settings)
+        record = self.benchmark_records.get(benchmark) or {}
+        if record.get("n_samples") is not None:
+            recorded["n_samples"] = record["n_samples"]
+        if n_samples is not None:
+            run["n_samples"] = n_samples
+        keys = [*EVERY_RULE_KEYS]
         if not spec_of(rule.metric).size_invariant:
-            for key in SETTING_KEYS:
-                if key in recorded and recorded[key] != settings.get(key):
-                    return (f"{self.name} rules[{rule.index}] bounds {rule.metric}, which depends on {key}: the bound "
-                            f"was measured with {key}={recorded[key]}, this run uses {settings.get(key)}; run with the "
-                            "same setting or bless a new version")
-        record = self.benchmark_records.get(benchmark)
-        same_subset = record is not None and record.get("n_samples") == settings.get("n_samples") \
-            and recorded.get("seed") == settings.get("seed")
-        if same_subset and benchmark_hash is not None and record.get("hash") not in (None, benchmark_hash):
-            return (f"{self.name} rules[{rule.index}]: benchmark {benchmark!r} has other content than the bound was "
-                    f"measured on (hash {benchmark_hash}, recorded {record.get('hash')}); bless a new version")
+            keys += [key for key in SIZE_KEYS if key not in keys]
+        if rule.on_change:
+            keys += [key for key in PAIRED_KEYS if key not in keys]
+        for key in keys:
+            if key in recorded and key in run and recorded[key] != run[key]:
+                return (f"not comparable: {key} differs (the bounds of {self.name} were measured with "
+                        f"{_shown(recorded[key])}, this run has {_shown(run[key])}; rules[{rule.index}] "
+                        f"{rule.metric}): run with the same {key} or bless a new version")
+        same_subset = record.get("n_samples") == run.get("n_samples") and recorded.get("seed") == run.get("seed")
+        if record and same_subset and benchmark_hash is not None and record.get("hash") not in (None, benchmark_hash):
+            return (f"not comparable: benchmark {benchmark!r} has other content than {self.name} rules[{rule.index}] "
+                    f"was measured on (hash {benchmark_hash}, recorded {record.get('hash')}); bless a new version")
         return None
 
 
@@ -279,6 +345,89 @@ def _not_gateable_reason(spec) -> str:
     return "its expected value depends on the number of samples and tokens (see its estimator)"
 
 
+def _shown(value: object) -> str:
+    return ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, Mapping) else str(value)
+
+
+def _check_policy(path: Path, policy) -> None:
+    if policy is None:
+        return
+    if not isinstance(policy, Mapping) or set(policy) - {"tolerances"}:
+        raise _fail(path, "policy", "expected a mapping with tolerances: {metric: value}")
+    tolerances = policy.get("tolerances") or {}
+    if not isinstance(tolerances, Mapping):
+        raise _fail(path, "policy.tolerances", "expected a mapping from metric to tolerance")
+    for metric, value in tolerances.items():
+        try:
+            spec = spec_of(metric) if isinstance(metric, str) and "." in metric else METRICS[metric]
+        except KeyError:
+            raise _fail(path, f"policy.tolerances.{metric}", f"unknown metric; known: {', '.join(metric_names())}") \
+                from None
+        if not spec.gateable:
+            raise _fail(path, f"policy.tolerances.{metric}", f"{metric} is reported, not gated")
+        if _number(path, f"policy.tolerances.{metric}", value) < 0:
+            raise _fail(path, f"policy.tolerances.{metric}", f"must be >= 0, got {value}")
+
+
+def _check_baseline_card(path: Path, card) -> None:
+    if card is None:
+        return
+    if not isinstance(card, Mapping) or set(card) - BASELINE_CARD_KEYS or "file" not in card:
+        raise _fail(path, "baseline_card", f"expected a mapping with {', '.join(sorted(BASELINE_CARD_KEYS))}")
+    name = card["file"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        raise _fail(path, "baseline_card.file", f"expected a file name beside the threshold file, got {name!r}")
+    models = card.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(model, str) for model in models):
+        raise _fail(path, "baseline_card.models", f"expected a list of model specs, got {models!r}")
+    if "sha256" in card and not (isinstance(card["sha256"], str) and len(card["sha256"]) == 64):
+        raise _fail(path, "baseline_card.sha256", f"expected 64 hex digits, got {card['sha256']!r}")
+
+
+def _check_not_bounded(path: Path, entries) -> None:
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        raise _fail(path, "not_bounded", "expected a list of {metric, benchmarks, layers, reason}")
+    for index, entry in enumerate(entries):
+        where = f"not_bounded[{index}]"
+        if not isinstance(entry, Mapping) or set(entry) - NOT_BOUNDED_KEYS or not {"metric", "reason"} <= set(entry):
+            raise _fail(path, where, f"expected a mapping with {', '.join(sorted(NOT_BOUNDED_KEYS))} "
+                                     "(metric and reason required)")
+        if not isinstance(entry["reason"], str) or not entry["reason"].strip():
+            raise _fail(path, f"{where}.reason", "say why the metric is not bounded")
+
+
+def _check_history(path: Path, history, version: int) -> None:
+    """Earlier versions, validated like the rest: a list of mappings with known keys, each an older version
+    with a list of rule mappings (their rules are not re-judged: a metric may have changed meaning since)."""
+    if not isinstance(history, list):
+        raise _fail(path, "history", "expected a list of earlier versions")
+    for index, entry in enumerate(history):
+        where = f"history[{index}]"
+        if not isinstance(entry, Mapping):
+            raise _fail(path, where, f"expected a mapping (an earlier version), got {type(entry).__name__}")
+        unknown = set(entry) - HISTORY_KEYS
+        if unknown:
+            raise _fail(path, f"{where}.{sorted(map(str, unknown))[0]}",
+                        f"unknown key; allowed: {', '.join(sorted(HISTORY_KEYS))}")
+        old = entry.get("version")
+        if isinstance(old, bool) or not isinstance(old, int) or not 1 <= old < version:
+            raise _fail(path, f"{where}.version", f"expected an integer from 1 to {version - 1} (an earlier version), "
+                                                  f"got {old!r}")
+        rules = entry.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(rule, Mapping) for rule in rules):
+            raise _fail(path, f"{where}.rules", "expected a list of rules (mappings)")
+        for number, rule in enumerate(rules):
+            unknown = set(rule) - RULE_KEYS
+            if unknown:
+                raise _fail(path, f"{where}.rules[{number}].{sorted(map(str, unknown))[0]}",
+                            f"unknown key; allowed: {', '.join(sorted(RULE_KEYS))}")
+        for key in ("provenance", "environment", "settings", "benchmarks"):
+            if not isinstance(entry.get(key, {}) or {}, Mapping):
+                raise _fail(path, f"{where}.{key}", "expected a mapping")
+
+
 def load_threshold_file(path: str | Path) -> ThresholdFile:
     """Parse and validate one file. Raises :class:`ThresholdError` naming the file and the key."""
     path = Path(path)
@@ -311,14 +460,15 @@ def load_threshold_file(path: str | Path) -> ThresholdFile:
     if unknown_settings:
         raise _fail(path, f"settings.{sorted(unknown_settings)[0]}",
                     f"unknown setting; known: {', '.join(SETTING_KEYS)}")
+    _check_policy(path, document.get("policy"))
+    _check_baseline_card(path, document.get("baseline_card"))
+    _check_not_bounded(path, document.get("not_bounded"))
     rules = document.get("rules")
     if not isinstance(rules, list):
         raise _fail(path, "rules", f"expected a list of rules, got {rules!r}")
     if not rules:
         raise _fail(path, "rules", "the list is empty: a threshold file must gate something")
-    history = document.get("history", [])
-    if not isinstance(history, list):
-        raise _fail(path, "history", "expected a list")
+    _check_history(path, document.get("history", []), version)
     known = set(BUILTIN_BENCHMARK_NAMES) | set(document.get("benchmarks") or {})
     return ThresholdFile(path, version, tuple(_parse_rule(path, i, entry, known) for i, entry in enumerate(rules)),
                          document)
@@ -326,16 +476,27 @@ def load_threshold_file(path: str | Path) -> ThresholdFile:
 
 @dataclass(frozen=True)
 class Selection:
-    """The file that gates a model and how it was chosen: ``name``, ``model_type``, ``default`` (the
-    folder's ``default.yaml``) or ``packaged default`` (bias-suite's own generic bounds)."""
+    """The file that gates a model, how it was chosen, the generic sanity bounds that apply besides it, and
+    every file considered (with why it did not gate the model), for the card.
+
+    ``matched_by``: ``declared`` (``--family``), ``name``, ``file`` (``--thresholds=FILE``), ``model_type``,
+    ``default`` (the folder's ``default.yaml``) or ``packaged default`` (bias-suite's generic bounds)."""
 
     file: ThresholdFile
     matched_by: str
+    sanity: ThresholdFile | None = None
+    considered: tuple[str, ...] = ()
+    declared_family: str | None = None
 
     @property
     def baselined(self) -> bool:
-        """True when bounds measured on the model's family gate it (not generic or provisional ones)."""
-        return not (self.file.is_default or self.file.is_packaged_default or self.file.provisional)
+        """True when bounds measured on this model's family gate it: a file it declares, names, or was given,
+        that is neither generic nor provisional. Architecture alone (``model_type``) never baselines a model."""
+        return self.matched_by in ("declared", "name", "file") and self.file.baselines
+
+    def rule_files(self) -> tuple[ThresholdFile, ...]:
+        """The family file, then the sanity bounds (when they are another file)."""
+        return (self.file,) if self.sanity is None else (self.file, self.sanity)
 
 
 def threshold_files(location: Path) -> list[ThresholdFile]:
@@ -360,18 +521,63 @@ def family_file(location: Path, model_type: str, names: Sequence[str]) -> Thresh
     return None
 
 
-def select_threshold_file(location: str | Path, model_type: str, names: Sequence[str]) -> Selection:
-    """The threshold file for a model: ``location`` itself when it is a file; in a folder, the family
-    file that matches (:func:`family_file`), else the folder's ``default.yaml``, else the package's."""
+def declared_file(location: Path, family: str) -> ThresholdFile | None:
+    """The file of a declared family in a folder: ``family: NAME`` in the file, else the file named NAME.yaml."""
+    files = [f for f in threshold_files(location) if not f.is_default]
+    found = [f for f in files if f.family == family] or [f for f in files if f.path.stem == family]
+    if len(found) > 1:
+        raise ThresholdError(f"{', '.join(str(f.path) for f in found)} all declare family {family!r}: keep one")
+    return found[0] if found else None
+
+
+def _why_not(file: ThresholdFile, model_type: str, names: Sequence[str]) -> str:
+    if file.is_default:
+        return f"{file.path}: generic bounds (sanity checks only)"
+    patterns, types = file.match.get("name", []), file.match.get("model_type", [])
+    if patterns and not any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns):
+        return f"{file.path}: name patterns {patterns} do not match {names[0]!r}"
+    if types and model_type not in types:
+        return f"{file.path}: model_type {types} does not include {model_type!r}"
+    if not patterns and types:
+        return f"{file.path}: matches the architecture ({model_type}) only, which never baselines a model"
+    return f"{file.path}: no match block"
+
+
+def generic_file(location: Path) -> tuple[ThresholdFile, str]:
+    """The generic bounds for a folder: its ``default.yaml``, else the package's."""
+    default = location / DEFAULT_FILE
+    if location.is_dir() and default.is_file():
+        return load_threshold_file(default), "default"
+    return load_threshold_file(PACKAGED_DEFAULT), "packaged default"
+
+
+def select_threshold_file(location: str | Path, model_type: str, names: Sequence[str],
+                          family: str | None = None) -> Selection:
+    """The threshold file for a model and the generic bounds that also apply.
+
+    ``location`` a file: that file (``--thresholds=FILE``). A folder: the file of the declared ``family``
+    (``--family NAME``), else the family file whose name patterns match; else a file matching the
+    architecture alone, the folder's ``default.yaml`` or the package's generic bounds (none of which
+    baseline the model)."""
     location = Path(location)
+    generic, generic_kind = generic_file(location.parent if location.is_file() else location)
     if location.is_file():
-        return Selection(load_threshold_file(location), "file")
+        chosen = load_threshold_file(location)
+        return Selection(chosen, "file", None if chosen.is_default else generic, (f"{location}: given",),
+                         family)
     if location.exists() and not location.is_dir():
         raise ThresholdError(f"--thresholds {location}: not a file or a folder")
+    files = threshold_files(location)
+    considered = tuple(_why_not(f, model_type, names) for f in files)
+    if family is not None:
+        declared = declared_file(location, family)
+        if declared is not None:
+            return Selection(declared, "declared", generic, (f"{declared.path}: declared with --family {family}",),
+                             family)
+        considered = (f"no file in {location}/ declares family {family!r}", *considered)
+        return Selection(generic, generic_kind, None, considered, family)
     found = family_file(location, model_type, names)
     if found is not None:
-        return Selection(found, found.matches(model_type, names) or "name")
-    default = location / DEFAULT_FILE
-    if default.is_file():
-        return Selection(load_threshold_file(default), "default")
-    return Selection(load_threshold_file(PACKAGED_DEFAULT), "packaged default")
+        return Selection(found, found.matches(model_type, names) or "name", generic,
+                         (f"{found.path}: matched by {found.matches(model_type, names)}",), None)
+    return Selection(generic, generic_kind, None, considered or (f"no threshold file in {location}/",), None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import pickle
 import re
 import warnings
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from bias_suite.errors import (
     IncompleteCheckpointError,
     ModelNotFoundError,
     NotImageTextToTextError,
+    UnsafeCheckpointError,
 )
 from bias_suite.models.decoder import DecoderGeometry, decoder_geometry
 from bias_suite.models.hub import (
@@ -295,6 +297,11 @@ def _load_weights(
         return AutoModelForImageTextToText.from_pretrained(resolved.path, **load_kwargs)
     except SafetensorError as error:
         raise _corrupt_weights_error(spec, resolved, route, error) from error
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused what the pickle asks for
+        raise UnsafeCheckpointError(
+            f"{spec}: its weights are a pickle (pytorch_model.bin / .pt) that asks to run code when read, and were "
+            "refused (torch.load with weights_only=True); convert the checkpoint to safetensors where you trust it "
+            "(model.save_pretrained(dir, safe_serialization=True)) and load that") from None
     except ValueError as error:
         raise NotImageTextToTextError(f"{spec}: {error}") from error
     except OSError as error:

@@ -1,9 +1,13 @@
 """The bias report card: a terminal summary, and Markdown / JSON / HTML files.
 
-``ReportCard.build(record, …)`` turns the merged rows into a data object; ``.lines`` is what the terminal
-shows, ``.write(path)`` picks the format from the suffix. Every format explains a verdict: which file
-gated each model and how it was chosen, every gated row with its bound, its direction and the margin to
-it, benchmark sizes, and — with ``--bias-baseline`` — the change of each metric against a baseline run.
+``ReportCard.build(record, …)`` turns the merged rows into a data object; :meth:`ReportCard.terminal_lines`
+is what the terminal shows, ``.write(path)`` picks the format from the suffix. Every format says the
+verdict first — PASS, FAIL, INCONCLUSIVE or NO BASELINE per model — with what decided it and what to do
+about it, then the worst rows of each model ("baseline → candidate (change), bound or tolerance, status",
+worst first by their margin in multiples of the metric's tolerance), then behaviour; everything else
+(every gated row, every change, every layer, the run's details) is folded away. The Markdown card stays
+under :data:`MARKDOWN_LIMIT` characters (a pull-request comment holds 65,536) and names the HTML and
+JSON files that hold what it leaves out.
 """
 
 from __future__ import annotations
@@ -11,37 +15,91 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bias_suite import __version__
-from bias_suite.gate.baseline import Change
-from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
+from bias_suite.gate.changes import Change
+from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord, ModelVerdict
 from bias_suite.gate.rows import Bound, ResultRow, worst
 from bias_suite.report.tables import (
     BEHAVIOUR_HEADERS,
     CARD_METRICS,
     CHANGE_HEADERS,
-    GATED_HEADERS,
+    WORST_HEADERS,
     arrow,
     escape_markdown,
     format_estimate,
     format_number,
     metric_family,
     metric_header,
+    tolerance_of,
 )
+from bias_suite.vocabulary import Status, Verdict
 
-SCHEMA_VERSION = 2
-TERMINAL_GATED_ROWS = 20  # gated rows the terminal lists (worst margin first); files list them all
+SCHEMA_VERSION = 3
+MARKDOWN_LIMIT = 60_000  # characters; a GitHub pull-request comment holds 65,536
+WORST_ROWS = 10  # rows per model the Markdown card and the terminal show before folding
+TERMINAL_ROWS = 20  # rows that did not pass the terminal lists without -v
 ENVIRONMENT_KEYS = ("python", "torch", "transformers", "device", "dtype", "attn_implementation")
+SHOWN_STATUSES = (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE, Status.WARN)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of a "worst rows" table: a judged row (a value against a bound) or a paired change (a
+    change against a tolerance), in words, with its margin in multiples of the metric's tolerance."""
+
+    model: str
+    benchmark: str
+    layer: int | None
+    metric: str
+    values: str  # "0.45 [0.36, 0.54]" or "0.30 → 0.45 (+0.15 [+0.12, +0.18])"
+    limit: str  # "≤ 0.3 (ours.yaml rules[0])" or "tolerance 0.05 vs reference (registry default)"
+    margin: float | None  # multiples of the tolerance left before the limit (negative: beyond)
+    status: Status
+    message: str = ""
+
+    def cells(self, with_model: bool = False) -> list[object]:
+        where = [self.model] if with_model else []
+        margin = "" if self.margin is None or not math.isfinite(self.margin) else format_number(self.margin, sign=True)
+        status = self.status.value + (f": {self.message}" if self.message else "")
+        return [*where, Path(self.benchmark).name if "/" in self.benchmark else self.benchmark,
+                "" if self.layer is None else self.layer, f"{self.metric} {arrow(self.metric)}".rstrip(),
+                self.values, self.limit, margin, status]
+
+    @property
+    def order(self) -> tuple:
+        return (-self.status.severity, math.inf if self.margin is None else self.margin, self.benchmark,
+                -1 if self.layer is None else self.layer, self.metric)
+
+
+def row_line(row: ResultRow) -> Line:
+    tolerance = tolerance_of(row.metric)
+    margin = None if row.margin is None or not tolerance else row.margin / tolerance
+    limit = "" if row.bound is None else f"{Bound(row.bound, row.direction).describe()} ({row.rule})"
+    return Line(row.model, row.benchmark, row.layer, row.metric, format_estimate(row).removesuffix(" *"), limit,
+                margin, row.status, row.message)
+
+
+def change_line(change: Change) -> Line:
+    ci = f" [{format_number(change.ci[0], sign=True)}, {format_number(change.ci[1], sign=True)}]" if change.ci else ""
+    before = ""
+    if change.baseline_value is not None and change.value is not None:
+        before = f"{format_number(change.baseline_value)} → {format_number(change.value)} "
+    values = f"{before}({format_number(change.increase, sign=True)}{ci})"
+    partner = f"{change.against} {change.baseline_model}" if change.baseline_model != change.model else change.against
+    limit = f"tolerance {change.bound:g} vs {partner} ({change.rule})" if change.bound is not None else f"vs {partner}"
+    return Line(change.model, change.benchmark, change.layer, change.metric, values, limit, change.margin_units,
+                change.status, change.message)
 
 
 @dataclass(frozen=True)
 class ReportCard:
-    """Everything one run measured, with gate statuses and how each model was gated."""
+    """Everything one run measured, with gate statuses, changes and each model's verdict."""
 
     rows: tuple[ResultRow, ...]
     models: tuple[ModelRecord, ...]
@@ -58,11 +116,13 @@ class ReportCard:
     strict_env: bool = False
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    model_verdicts: Mapping[str, ModelVerdict] = field(default_factory=dict)
+    reports: tuple[str, ...] = ()  # every report file of the run (the Markdown card names where the rest is)
 
     @classmethod
     def build(cls, record, drift: Sequence[str] = (), updates: Sequence[str] = (), problems: Sequence[str] = (),
-              changes: Sequence[Change] = (), strict_env: bool = False,
-              not_baselined: Sequence[str] = ()) -> ReportCard:
+              changes: Sequence[Change] = (), strict_env: bool = False, not_baselined: Sequence[str] = (),
+              verdicts: Mapping[str, ModelVerdict] | None = None, reports: Sequence[str] = ()) -> ReportCard:
         environment = dict(record.environments[0]) if record.environments else {}
         if len(record.environments) > 1:
             environment["note"] = "workers ran in different environments: " + json.dumps(record.environments)
@@ -73,42 +133,68 @@ class ReportCard:
             thresholds=dict(sorted(record.thresholds.items())),
             environment=environment, settings=dict(record.settings or {}),
             projections=tuple(sorted(record.projections, key=lambda p: (p.model, p.benchmark, p.layer))),
-            drift=tuple(drift), updates=tuple(updates), problems=tuple(problems), changes=tuple(changes),
+            drift=tuple(drift), updates=tuple(updates), problems=tuple(problems),
+            changes=tuple(sorted(changes, key=lambda c: (c.model, c.benchmark, -1 if c.layer is None else c.layer,
+                                                         c.metric, c.against))),
             not_baselined=tuple(not_baselined), strict_env=strict_env,
+            model_verdicts=dict(sorted((verdicts or {}).items())), reports=tuple(reports),
         )
 
     def with_problems(self, problems: Sequence[str]) -> ReportCard:
         return replace(self, problems=(*self.problems, *problems))
 
-    # ------------------------------------------------------------------ summaries
+    # ------------------------------------------------------------------ verdicts
+
+    def model_names(self) -> list[str]:
+        return sorted({row.model for row in self.rows} | {model.spec for model in self.models}
+                      | set(self.model_verdicts))
+
+    def verdict_of(self, model: str) -> ModelVerdict:
+        """The model's verdict as the run gave it; a card built without one (a unit test, the blessed card)
+        derives it from the statuses: FAIL, INCONCLUSIVE (an error or inconclusive row), NO BASELINE (a model
+        listed as not baselined), else PASS."""
+        if model in self.model_verdicts:
+            return self.model_verdicts[model]
+        statuses = [row.status for row in self.pooled() if row.model == model]
+        statuses += [change.status for change in self.changes if change.model == model]
+        if any(problem.startswith(f"{model}:") for problem in self.problems):
+            statuses.append(Status.ERROR)
+        if Status.FAIL in statuses:
+            verdict = Verdict.FAIL
+        elif Status.ERROR in statuses or Status.INCONCLUSIVE in statuses:
+            verdict = Verdict.INCONCLUSIVE
+        elif model in self.not_baselined:
+            verdict = Verdict.NO_BASELINE
+        else:
+            verdict = Verdict.PASS
+        return ModelVerdict(model, verdict)
+
+    def verdicts(self) -> dict[str, str]:
+        """Per model: ``PASS``, ``FAIL``, ``INCONCLUSIVE``, ``NO BASELINE`` or ``REFERENCE``."""
+        return {model: self.verdict_of(model).label for model in self.model_names()}
+
+    # ------------------------------------------------------------------ rows
 
     def pooled(self) -> list[ResultRow]:
         return [row for row in self.rows if row.head is None]
 
     def gated(self) -> list[ResultRow]:
-        """Gated rows, the one nearest to (or furthest beyond) its bound first."""
-        rows = [row for row in self.pooled() if row.gated]
-        return sorted(rows, key=lambda row: (-row.status.severity, math.inf if row.margin is None else row.margin))
-
-    def model_names(self) -> list[str]:
-        return sorted({row.model for row in self.rows} | {model.spec for model in self.models})
-
-    def verdicts(self) -> dict[str, str]:
-        """Per model: ``PASS`` / ``WARN`` / ``FAIL`` / ``ERROR`` / ``UNCHECKED`` (nothing was gated), with
-        ``, NOT BASELINED`` when only generic bounds gated it."""
-        result = {}
-        for model in self.model_names():
-            statuses = [row.status for row in self.pooled() if row.model == model]
-            statuses += [change.status for change in self.changes if change.model == model]
-            if any(problem.startswith(f"{model}:") for problem in self.problems):
-                statuses.append("error")
-            verdict = worst(statuses).upper()
-            result[model] = verdict + (", NOT BASELINED" if model in self.not_baselined else "")
-        return result
+        """Gated rows, worst first: by status, then by margin in multiples of the tolerance."""
+        return [row for row in sorted(self.pooled(), key=lambda row: row_line(row).order) if row.gated]
 
     def counts(self, model: str) -> dict[str, int]:
-        return {status: sum(1 for row in self.pooled() if row.model == model and row.status == status)
-                for status in ("fail", "warn", "error", "pass")}
+        statuses = [row.status for row in self.pooled() if row.model == model and row.gated]
+        statuses += [change.status for change in self.changes if change.model == model
+                     and change.status is not Status.UNCHECKED]
+        return {status.value: statuses.count(status) for status in
+                (Status.FAIL, Status.INCONCLUSIVE, Status.ERROR, Status.WARN, Status.PASS)}
+
+    def lines_of(self, model: str | None = None) -> list[Line]:
+        """Every judged row and change (of ``model``, or all), worst first."""
+        lines = [row_line(row) for row in self.pooled() if row.gated and model in (None, row.model)]
+        lines += [change_line(change) for change in self.changes
+                  if change.status is not Status.UNCHECKED and model in (None, change.model)]
+        return sorted(lines, key=lambda line: line.order)
 
     def summary_rows(self) -> list[list[object]]:
         grouped: dict[tuple, dict[str, ResultRow]] = {}
@@ -121,7 +207,7 @@ class ReportCard:
                 item[0][0], item[0][1], -1 if item[0][2] is None else item[0][2])):
             status = worst(row.status for row in metrics.values())
             lines.append([model, benchmark, "" if layer is None else layer,
-                          *(format_estimate(metrics.get(name)) for name in CARD_METRICS), status])
+                          *(format_estimate(metrics.get(name)) for name in CARD_METRICS), status.value])
         return lines
 
     def gated_rows(self, limit: int | None = None) -> list[list[object]]:
@@ -130,71 +216,118 @@ class ReportCard:
         return [[row.model, row.benchmark, "" if row.layer is None else row.layer, f"{row.metric} {arrow(row.metric)}",
                  format_estimate(row).removesuffix(" *"),
                  "" if row.bound is None else Bound(row.bound, row.direction).describe(),
-                 "" if row.margin is None or not math.isfinite(row.margin) else format_number(row.margin, sign=True),
-                 row.rule or "", row.status + (f": {row.message}" if row.message else "")] for row in shown]
+                 "" if row_line(row).margin is None else format_number(row_line(row).margin, sign=True),
+                 row.rule or "", row.status.value + (f": {row.message}" if row.message else "")] for row in shown]
 
     def behaviour_rows(self) -> list[list[object]]:
-        return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row), row.status]
+        return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row),
+                 "" if row.bound is None else Bound(row.bound, row.direction).describe(), row.status.value]
                 for row in self.pooled() if row.layer is None and metric_family(row.metric) == "behaviour"]
 
-    def change_rows(self) -> list[list[object]]:
+    def change_rows(self, judged: bool | None = None) -> list[list[object]]:
+        """Every change as a table row (``judged`` True / False: only the judged / unchecked ones)."""
         rows = []
         for change in self.changes:
-            ci = (f" [{format_number(change.ci[0], sign=True)}, {format_number(change.ci[1], sign=True)}]"
-                  if change.ci else "")
-            increase = format_number(change.increase, sign=True) + ci
-            rows.append([change.model, change.baseline_model, change.benchmark,
-                         "" if change.layer is None else change.layer, change.metric, increase,
-                         "" if change.bound is None else f"≤ {change.bound:g}", change.status])
+            if judged is not None and (change.status is not Status.UNCHECKED) != judged:
+                continue
+            line = change_line(change)
+            rows.append([change.model, f"{change.against} {change.baseline_model}", change.benchmark,
+                         "" if change.layer is None else change.layer, change.metric, line.values,
+                         "" if change.bound is None else f"≤ {change.bound:g}",
+                         change.status.value + (f": {change.message}" if change.message else "")])
         return rows
+
+    # ------------------------------------------------------------------ words
+
+    def headline(self, model: str) -> str:
+        """``VERDICT · model — counts; gated by …``."""
+        verdict = self.verdict_of(model)
+        info = self.thresholds.get(model)
+        if verdict.verdict is None:
+            return f"REFERENCE · {model} — measured on the same samples as the candidates, not judged"
+        counts = self.counts(model)
+        shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing judged"
+        if info is not None:
+            how = f"matched by {info.matched_by}" + (", provisional" if info.provisional else "")
+            if not info.baselined:
+                how += ", not a baseline"
+            gated = f"gated by {info.label} v{info.version} ({how}"
+            gated += f"; sanity: {info.sanity})" if info.sanity else ")"
+            if info.baseline_card:
+                gated += f"; paired with the blessed run {info.baseline_card}"
+        else:
+            gated = "no threshold file"
+        return f"{verdict.label} · {model} — {shown}; {gated}"
 
     def model_lines(self) -> list[str]:
         lines = []
-        verdicts = self.verdicts()
         for model in self.model_names():
-            info = self.thresholds.get(model)
-            counts = self.counts(model)
-            gated_by = (f"{info.label} v{info.version} (matched by {info.matched_by}"
-                        + (", provisional" if info.provisional else "") + ")") if info else "no threshold file"
-            lines.append(f"{model}: {verdicts[model]} ({counts['fail']} fail, {counts['warn']} warn, "
-                         f"{counts['error']} error, {counts['pass']} pass; gated by {gated_by})")
+            lines.append(self.headline(model))
             gaps = next((m.incomplete_weights for m in self.models if m.spec == model), None)
             if gaps:
-                lines.append(f"{model}: loaded with --allow-incomplete-weights: {len(gaps)} weight(s) "
+                lines.append(f"  {model}: loaded with --allow-incomplete-weights: {len(gaps)} weight(s) "
                              "did not match the checkpoint and were filled at random "
                              f"({', '.join(gaps[:3])}{'…' if len(gaps) > 3 else ''})")
         return lines
 
+    def why(self, model: str, limit: int = 5) -> list[str]:
+        verdict = self.verdict_of(model)
+        reasons = list(verdict.reasons[:limit])
+        if len(verdict.reasons) > limit:
+            reasons.append(f"… {len(verdict.reasons) - limit} more")
+        return reasons
+
     def notes(self) -> list[str]:
         notes = [f"problem: {line}" for line in self.problems]
-        notes += [f"environment drift{' (--strict-env: failing)' if self.strict_env else ''}: {line}"
+        notes += [f"environment drift{' (--strict-env: inconclusive)' if self.strict_env else ''}: {line}"
                   for line in self.drift]
         notes += [f"thresholds updated: {line}" for line in self.updates]
         return notes
 
     def benchmark_line(self) -> str:
-        return "benchmarks: " + ", ".join(f"{b.name} ({b.n_samples} samples, {b.hash})" for b in self.benchmarks)
+        return "benchmarks: " + (", ".join(b.described for b in self.benchmarks) or "none measured")
 
     # ------------------------------------------------------------------ formats
 
     @property
     def lines(self) -> list[str]:
-        """The terminal summary."""
-        headers = ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]
-        out = tabulate(self.summary_rows(), headers=headers, tablefmt="simple").splitlines()
-        out += ["* gated; ↑/↓ worse: the direction in which a metric means more text bias"]
-        gated = self.gated_rows(TERMINAL_GATED_ROWS)
-        if gated:
-            out += ["", f"gated rows, nearest to their bound first ({len(self.gated())} in all):",
-                    *tabulate(gated, headers=GATED_HEADERS, tablefmt="simple").splitlines()]
+        """The terminal summary (without ``-v``)."""
+        return self.terminal_lines(verbose=False)
+
+    def terminal_lines(self, verbose: bool = False) -> list[str]:
+        """Verdicts first, then the rows that did not pass (all judged rows and every layer with ``verbose``),
+        behaviour, changes and notes."""
+        out = []
+        for model in self.model_names():
+            out.append(self.headline(model))
+            out += [f"  {reason}" for reason in self.why(model)]
+            fix = self.verdict_of(model).fix
+            if fix:
+                out.append(f"  what to do: {fix}")
+        lines = self.lines_of()
+        shown = lines if verbose else [line for line in lines if line.status in SHOWN_STATUSES][:TERMINAL_ROWS]
+        if shown:
+            title = "every judged row and change, worst first" if verbose else (
+                f"rows and changes that did not pass, worst first ({len(shown)} of "
+                f"{sum(line.status in SHOWN_STATUSES for line in lines)}; -v shows all {len(lines)})")
+            out += ["", title + ":",
+                    *tabulate([line.cells(with_model=True) for line in shown], headers=["model", *WORST_HEADERS],
+                              tablefmt="simple", disable_numparse=True).splitlines()]
         behaviour = self.behaviour_rows()
         if behaviour:
-            out += ["", *tabulate(behaviour, headers=BEHAVIOUR_HEADERS, tablefmt="simple").splitlines()]
-        changes = self.change_rows()
-        if changes:
-            out += ["", "change against the baseline (positive: more text bias):",
-                    *tabulate(changes, headers=CHANGE_HEADERS, tablefmt="simple").splitlines()]
-        out += ["", self.benchmark_line(), *self.model_lines(), *self.notes()]
+            out += ["", *tabulate(behaviour, headers=BEHAVIOUR_HEADERS, tablefmt="simple",
+                                  disable_numparse=True).splitlines()]
+        if verbose:
+            headers = ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]
+            out += ["", *tabulate(self.summary_rows(), headers=headers, tablefmt="simple").splitlines(),
+                    "* gated; ↑/↓ worse: the direction in which a metric means more text bias"]
+            unchecked = self.change_rows(judged=False)
+            if unchecked:
+                out += ["", "changes no tolerance bounds (positive: more text bias):",
+                        *tabulate(unchecked, headers=CHANGE_HEADERS, tablefmt="simple",
+                                  disable_numparse=True).splitlines()]
+        out += ["", self.benchmark_line(), *[line for line in self.model_lines() if line.startswith("  ")],
+                *self.notes()]
         return out
 
     def to_json(self) -> dict:
@@ -208,6 +341,7 @@ class ReportCard:
             "models": [model.to_json() for model in self.models],
             "benchmarks": [benchmark.to_json() for benchmark in self.benchmarks],
             "verdicts": self.verdicts(),
+            "verdict_details": [self.verdict_of(model).to_json() for model in self.model_names()],
             "results": [row.to_json() for row in self.rows],
             "changes": [change.to_json() for change in self.changes],
             "problems": list(self.problems),
@@ -215,47 +349,117 @@ class ReportCard:
             "drift": list(self.drift),
         }
 
-    def to_markdown(self) -> str:
-        def table(rows, headers):
-            return tabulate([[escape_markdown(cell) for cell in row] for row in rows],
-                            headers=[escape_markdown(h) for h in headers], tablefmt="github")
-
-        parts = ["# Bias report card", ""]
-        parts += [f"- **{escape_markdown(line.split(':', 1)[0])}**:{escape_markdown(line.split(':', 1)[1])}"
-                  for line in self.model_lines()]
-        parts += ["", escape_markdown(self.benchmark_line()), ""]
-        parts += [table(self.summary_rows(),
-                        ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]),
-                  "", "\\* gated; ↑/↓ worse: the direction in which a metric means more text bias", ""]
-        gated = self.gated_rows()
-        if gated:
-            parts += ["## Gated rows (nearest to their bound first)", "", table(gated, GATED_HEADERS), ""]
-        behaviour = self.behaviour_rows()
-        if behaviour:
-            parts += ["## Behaviour", "", table(behaviour, BEHAVIOUR_HEADERS), ""]
-        changes = self.change_rows()
-        if changes:
-            parts += ["## Change against the baseline (positive: more text bias)", "",
-                      table(changes, CHANGE_HEADERS), ""]
-        environment = ", ".join(f"{key} {value}" for key, value in self.environment.items())
-        parts += [f"Environment: {escape_markdown(environment)}", ""]
-        parts += [f"- {escape_markdown(line)}" for line in self.notes()]
-        return "\n".join(parts) + "\n"
+    def to_markdown(self, limit: int = MARKDOWN_LIMIT) -> str:
+        """The card for a pull-request comment: at most ``limit`` characters; what does not fit is left to
+        the HTML and JSON cards, which it names."""
+        return _Markdown(self).render(limit)
 
     def to_html(self) -> str:
         from bias_suite.report.html import card_html
 
         return card_html(self)
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, markdown_limit: int = MARKDOWN_LIMIT) -> None:
         suffix = path.suffix.lower()
         if suffix == ".json":
             text = json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"
         elif suffix == ".md":
-            text = self.to_markdown()
+            text = self.to_markdown(markdown_limit)
         elif suffix == ".html":
             text = self.to_html()
         else:
             raise ValueError(f"{path}: unknown report format; use .md, .json or .html")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+class _Markdown:
+    """The Markdown card, built section by section: what must be there first, then folded sections while
+    they fit under the limit."""
+
+    def __init__(self, card: ReportCard):
+        self.card = card
+
+    @staticmethod
+    def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
+        return tabulate([[escape_markdown(cell) for cell in row] for row in rows],
+                        headers=[escape_markdown(h) for h in headers], tablefmt="github", disable_numparse=True)
+
+    def elsewhere(self) -> str:
+        others = [Path(path).name for path in self.card.reports if Path(path).suffix.lower() in (".html", ".json")]
+        return f"in {' and '.join(others)}" if others else "in the HTML or JSON card (--bias-report=card.html)"
+
+    def required(self) -> list[str]:
+        card = self.card
+        parts = ["# Bias report card", ""]
+        parts += [f"- **{escape_markdown(card.headline(model).split(' · ', 1)[0])}** · "
+                  f"{escape_markdown(card.headline(model).split(' · ', 1)[1])}" for model in card.model_names()]
+        parts.append("")
+        for model in card.model_names():
+            verdict = card.verdict_of(model)
+            if verdict.verdict is None:
+                continue
+            lines = card.lines_of(model)
+            shown_lines = lines[:WORST_ROWS]
+            parts.append(f"## {escape_markdown(model)}: {verdict.label}")
+            parts.append("")
+            parts += [f"- {escape_markdown(reason)}" for reason in card.why(model)]
+            if verdict.fix:
+                parts.append(f"- **What to do:** {escape_markdown(verdict.fix)}")
+            if card.why(model) or verdict.fix:
+                parts.append("")
+            if shown_lines:
+                parts.append(f"Worst rows ({len(shown_lines)} of {len(lines)}; margin in multiples of the metric's "
+                             "tolerance):")
+                parts += ["", self.table([line.cells() for line in shown_lines], WORST_HEADERS), ""]
+        behaviour = card.behaviour_rows()
+        if behaviour:
+            parts += ["## Behaviour", "", self.table(behaviour, BEHAVIOUR_HEADERS), ""]
+        notes = card.notes()
+        if notes:
+            parts += [f"- {escape_markdown(line)}" for line in notes] + [""]
+        return parts
+
+    def folded(self) -> list[tuple[str, str]]:
+        """(summary, body) of every folded section, most useful first."""
+        card = self.card
+        sections = []
+        lines = card.lines_of()
+        if lines:
+            sections.append((f"Every judged row and change ({len(lines)})",
+                             self.table([line.cells(with_model=True) for line in lines], ["model", *WORST_HEADERS])))
+        unchecked = card.change_rows(judged=False)
+        if unchecked:
+            sections.append((f"Changes no tolerance bounds ({len(unchecked)}; positive: more text bias)",
+                             self.table(unchecked, CHANGE_HEADERS)))
+        summary = card.summary_rows()
+        if summary:
+            headers = ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]
+            sections.append((f"All layers ({len(summary)} rows; * gated, ↑/↓ the direction that means more bias)",
+                             self.table(summary, headers)))
+        environment = ", ".join(f"{key} {value}" for key, value in card.environment.items())
+        details = [escape_markdown(card.benchmark_line()), "", f"Environment: {escape_markdown(environment)}", ""]
+        if card.settings:
+            settings = ", ".join(f"{key} {json.dumps(value, sort_keys=True)}" for key, value in card.settings.items())
+            details += [f"Settings: {escape_markdown(settings)}", ""]
+        for model, info in card.thresholds.items():
+            if info.considered:
+                details.append(f"- {escape_markdown(model)}: files considered: "
+                               f"{escape_markdown('; '.join(info.considered))}")
+        details += [f"- {escape_markdown(line.strip())}" for line in card.model_lines() if line.startswith("  ")]
+        sections.append(("Run details (benchmarks, environment, settings, files considered)", "\n".join(details)))
+        return sections
+
+    def render(self, limit: int) -> str:
+        parts = "\n".join(self.required()) + "\n"
+        for summary, body in self.folded():
+            block = f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>\n\n"
+            note = f"- *{summary}: left out to keep this comment short; see them {self.elsewhere()}.*\n\n"
+            if len(parts) + len(block) + 200 <= limit:
+                parts += block
+            elif len(parts) + len(note) <= limit:
+                parts += note
+        if len(parts) > limit:  # the required part alone is too long: cut it, and say where the rest is
+            cut = f"\n\n*… cut at {limit} characters; the whole card is {self.elsewhere()}.*\n"
+            parts = parts[: limit - len(cut)] + cut
+        return parts

@@ -27,7 +27,8 @@ from bias_suite.report.tables import (
 from bias_suite.report.tables import escape_html as _esc
 from bias_suite.vocabulary import Status
 
-STATUS_COLOURS = {"pass": "#d7f2d7", "warn": "#ffe9b3", "fail": "#f8c7c7", "error": "#f3a6a6", "unchecked": "#eeeeee"}
+STATUS_COLOURS = {"pass": "#d7f2d7", "warn": "#ffe9b3", "inconclusive": "#e4dcf7", "fail": "#f8c7c7",
+                  "error": "#f3a6a6", "unchecked": "#eeeeee", "no-baseline": "#fde2c4", "reference": "#e6eef7"}
 FOLDED_ROWS = 20  # table rows shown before the rest fold into <details>
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1.5em auto;padding:0 2em;color:#222;max-width:1400px;"
@@ -48,10 +49,6 @@ STYLE = (
 
 
 # ---------------------------------------------------------------------------------------------- tables
-
-
-def _status_class(cell: object) -> str:
-    return str(cell).split(":")[0].split(",")[0].strip().lower()
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], status_column: int | None = None) -> str:
@@ -76,13 +73,19 @@ def _folded_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stat
             f"{_table(headers, rows[FOLDED_ROWS:], status_column)}</details>")
 
 
+def _status_class(cell: object) -> str:
+    return str(cell).split(":")[0].split(",")[0].strip().lower().replace(" ", "-")
+
+
 def _verdict_rows(card) -> list[list[str]]:
-    verdicts = card.verdicts()
     rows = []
     for model in card.model_names():
-        lines = [line[len(model) + 2:] for line in card.model_lines() if line.startswith(f"{model}: ")]
-        summary = lines[0].removeprefix(f"{verdicts[model]} (").removesuffix(")") if lines else ""
-        rows.append([model, verdicts[model], "; ".join([summary, *lines[1:]])])
+        verdict = card.verdict_of(model)
+        summary = card.headline(model).split(" — ", 1)[-1]
+        gaps = [line.strip().removeprefix(f"{model}: ") for line in card.model_lines()
+                if line.startswith(f"  {model}: ")]
+        rows.append([model, verdict.label, "; ".join([summary, *gaps, *card.why(model, limit=8)]),
+                     verdict.fix])
     return rows
 
 
@@ -114,7 +117,7 @@ def _benchmark_section(card, benchmark: str, colours: Mapping[str, str]) -> list
         by_model = {model: [r for r in pooled if r.model == model and r.metric == metric] for model in models}
         if any(by_model.values()):
             by_model = {model: rows + [r for r in died if r.model == model] for model, rows in by_model.items()}
-            curves.append(layer_curves_svg(by_model, metric, benchmark, colours))
+            curves.append(layer_curves_svg(by_model, metric, benchmark, colours, _partners(card, benchmark, metric)))
     section = [f"<h2 id='{_anchor(benchmark)}'>Benchmark: {_esc(benchmark)}</h2>",
                f"<p class='caption'>{_esc(CURVES_CAPTION)}</p>", f"<div class='row'>{''.join(curves)}</div>"]
     per_head = [row for row in card.rows if row.benchmark == benchmark and row.head is not None]
@@ -141,6 +144,19 @@ def _benchmark_section(card, benchmark: str, colours: Mapping[str, str]) -> list
     return section
 
 
+def _partners(card, benchmark: str, metric: str) -> dict[str, list[tuple[int, float]]]:
+    """The blessed run's or the baseline card's value at each layer (from the paired changes), by label, to
+    draw beside the models' curves; a reference in the same run is already one of the models."""
+    partners: dict[str, dict[int, float]] = {}
+    for change in card.changes:
+        if (change.benchmark, change.metric) != (benchmark, metric) or change.layer is None \
+                or change.against == "reference" or change.baseline_value is None:
+            continue
+        label = f"{change.against}: {change.baseline_model}"
+        partners.setdefault(label, {})[change.layer] = change.baseline_value
+    return {label: sorted(points.items()) for label, points in sorted(partners.items())}
+
+
 def _anchor(name: str) -> str:
     return "benchmark-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
@@ -151,12 +167,14 @@ def card_html(card) -> str:
     colours = {model: MODEL_COLOURS[index % len(MODEL_COLOURS)] for index, model in enumerate(models)}
     benchmarks = sorted({row.benchmark for row in card.pooled() if row.layer is not None})
     links = [f"<a href='#{_anchor(b)}'>{_esc(b)}</a>" for b in benchmarks]
-    links += ["<a href='#gated'>gated rows</a>", "<a href='#all-layers'>all layers</a>"]
+    links += ["<a href='#gated'>gated rows</a>", "<a href='#changes'>changes</a>",
+              "<a href='#all-layers'>all layers</a>"]
     sections = ["<h1>Bias report card</h1>",
                 (f"<p class='caption'>bias-suite {_esc(card.to_json()['suite_version'])} · "
                  f"created {_esc(card.created)}</p>"),
                 f"<nav>{''.join(links)}</nav>",
-                "<h2>Verdicts</h2>", _table(["model", "verdict", "details"], _verdict_rows(card), status_column=1)]
+                "<h2>Verdicts</h2>", _table(["model", "verdict", "details", "what to do"], _verdict_rows(card),
+                                            status_column=1)]
     if card.notes():
         sections.append("<ul class='notes'>" + "".join(f"<li class='{_note_class(note)}'>{_esc(note)}</li>"
                                                        for note in card.notes()) + "</ul>")
@@ -174,14 +192,15 @@ def card_html(card) -> str:
     sections.append(_folded_table(GATED_HEADERS, gated, len(GATED_HEADERS) - 1, "gated rows, further from their bound")
                     if gated else "<p>No row was gated: no threshold rule covers what this run measured.</p>")
     if card.behaviour_rows():
-        sections += ["<h2>Behaviour</h2>", _table(BEHAVIOUR_HEADERS, card.behaviour_rows(), status_column=4)]
+        sections += ["<h2>Behaviour</h2>", _table(BEHAVIOUR_HEADERS, card.behaviour_rows(), status_column=5)]
     changes = card.change_rows()
     if changes:
-        judged = sorted((row for row in changes if row[-1] != "unchecked"), key=lambda row: -Status(row[-1]).severity)
-        unchecked = [row for row in changes if row[-1] == "unchecked"]
-        sections += ["<h2>Change against the baseline (positive: more text bias)</h2>",
+        judged = sorted((row for row in changes if not row[-1].startswith("unchecked")),
+                        key=lambda row: -Status(_status_class(row[-1])).severity)
+        unchecked = [row for row in changes if row[-1].startswith("unchecked")]
+        sections += ["<h2 id='changes'>Paired changes (positive: more text bias)</h2>",
                      _table(CHANGE_HEADERS, judged, len(CHANGE_HEADERS) - 1) if judged else
-                     "<p>No <code>max_increase</code> rule judged a change.</p>"]
+                     "<p>No tolerance judged a change.</p>"]
         if unchecked:
             sections.append(f"<details><summary>{len(unchecked)} change(s) no rule bounds</summary>"
                             f"{_table(CHANGE_HEADERS, unchecked, len(CHANGE_HEADERS) - 1)}</details>")

@@ -27,7 +27,8 @@ from bias_suite.report.tables import escape_html as _esc
 IMAGE_COLOUR, TEXT_COLOUR = "#1f77b4", "#ff7f0e"
 BOUND_COLOUR = "#b00000"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-RING_COLOURS = {"fail": "#b00000", "warn": "#e69500", "error": "#b00000"}  # marker outline of a judged point
+RING_COLOURS = {"fail": "#b00000", "warn": "#e69500", "inconclusive": "#6a4fb3", "error": "#b00000"}  # outline
+PARTNER_COLOUR = "#555555"  # the blessed run or baseline card a model's changes are paired with
 HEATMAP_METRICS = ("mmd2", "jsd", "ratio", "auroc")
 HEAT_RAMP = ("#f7fbff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")  # light → dark = low → high
 LOG_SPAN = 100.0  # a positive axis spanning this factor or more is drawn on a log scale
@@ -70,6 +71,10 @@ class Axis:
 
     ticks: tuple[float, ...]
     log: bool = False
+
+    def contains(self, value: float) -> bool:
+        """True when ``value`` lies on the drawn axis (a log axis holds positive values only)."""
+        return self.low <= value <= self.high and (value > 0 or not self.log)
 
     @property
     def low(self) -> float:
@@ -190,19 +195,22 @@ class _Curves:
         return sorted({p[0] for points in self.series.values() for p in points} | {b[0] for b in self.bounds}
                       | {e[1] for e in self.errors})
 
-    def legend_items(self, colours: Mapping[str, str], on_scale: Sequence[float]) -> list[tuple[str, str]]:
+    def legend_items(self, colours: Mapping[str, str], axis: Axis | None,
+                     partners: Mapping[str, Sequence[tuple[int, float]]] = ()) -> list[tuple[str, str]]:
         items = [(_line_swatch(colours[model]) + f"<circle cx='8' cy='5' r='2.5' fill='{colours[model]}'/>", model)
                  for model in self.series]
+        items += [(_line_swatch(PARTNER_COLOUR, dashed=True), label) for label in partners]
         if any(ci for points in self.series.values() for _, _, ci, _ in points):
             items.append(("<rect x='0' y='0' width='16' height='10' fill='#888' fill-opacity='0.25'/>",
                           "95% bootstrap CI"))
-        off_scale = sorted({Bound(limit, d).describe() for _, limit, d in self.bounds if limit not in on_scale})
+        off_scale = sorted({Bound(limit, d).describe() for _, limit, d in self.bounds
+                            if axis is None or not axis.contains(limit)})
         if self.bounds:
             label = "bound" + (f" (off the axis: {', '.join(off_scale[:2])})" if off_scale else "")
             items.append((_line_swatch(BOUND_COLOUR, dashed=True), label))
         statuses = {status for points in self.series.values() for *_, status in points}
         items += [(f"<circle cx='8' cy='5' r='4' fill='#fff' stroke='{RING_COLOURS[s]}' stroke-width='2'/>", s)
-                  for s in ("warn", "fail") if s in statuses]
+                  for s in ("warn", "inconclusive", "fail") if s in statuses]
         if self.errors:
             items.append(("<text x='8' y='9' text-anchor='middle' font-size='11' fill='#555'>✕</text>",
                           "not computed"))
@@ -210,21 +218,26 @@ class _Curves:
 
 
 def layer_curves_svg(rows_by_model: Mapping[str, Sequence[ResultRow]], metric: str, benchmark: str,
-                     colours: Mapping[str, str] | None = None) -> str:
+                     colours: Mapping[str, str] | None = None,
+                     partners: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> str:
     """One metric against decoder layer, every model on the same axes, each bound at its own layer.
 
     ``colours``: model → colour (default: ``MODEL_COLOURS`` in the order of ``rows_by_model``), so the
-    same model has the same colour in every plot of a card."""
+    same model has the same colour in every plot of a card. ``partners``: label → ``[(layer, value)]`` of
+    what the models were paired with (the blessed run, a baseline card), drawn dashed grey on the same axes."""
+    partners = dict(partners or {})
     colours = colours or {model: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, model in enumerate(rows_by_model)}
     worse = {"higher_is_worse": " (↑ worse)", "lower_is_worse": " (↓ worse)"}.get(spec_of(metric).direction or "", "")
     title = f"{metric} · {benchmark}"
     curves = _Curves.of(rows_by_model)
     series, errors, bounds, layers = curves.series, curves.errors, curves.bounds, curves.layers
-    on_scale = _bounds_on_scale(curves.values, [limit for _, limit, _ in bounds])
-    axis = value_axis(curves.values + on_scale, allow_log=log_allowed(metric))
+    partner_values = [value for points in partners.values() for _, value in points if math.isfinite(value)]
+    data = curves.values + partner_values
+    on_scale = _bounds_on_scale(data, [limit for _, limit, _ in bounds])
+    axis = value_axis(data + on_scale, allow_log=log_allowed(metric))
     attributes = (f"class='curve' data-metric='{_esc(metric)}' data-benchmark='{_esc(benchmark)}' role='img' "
                   f"aria-label='{_esc(title)}' {FONT}")
-    legend_items = curves.legend_items(colours, on_scale)
+    legend_items = curves.legend_items(colours, axis, partners)
     legend = _legend(legend_items, CURVE_LEFT, 28, CURVE_WIDTH - CURVE_RIGHT)
     top = 28 + legend.height + 8
     bottom = top + CURVE_PLOT_HEIGHT
@@ -265,15 +278,22 @@ def layer_curves_svg(rows_by_model: Mapping[str, Sequence[ResultRow]], metric: s
     half = min(0.4 * min(gaps, default=1) * (right - left) / (x_high - x_low), 16)
     for layer, limit, bound_direction in bounds:
         tip = f"<title>bound at layer {layer}: {_esc(Bound(limit, bound_direction).describe())}</title>"
-        if limit in on_scale:
+        if axis.contains(limit):
             parts.append(f"<line x1='{x(layer) - half:.1f}' x2='{x(layer) + half:.1f}' y1='{y(limit):.1f}' "
                          f"y2='{y(limit):.1f}' stroke='{BOUND_COLOUR}' stroke-width='2' "
                          f"stroke-dasharray='4 2'>{tip}</line>")
         else:  # a triangle on the edge, pointing to where the bound lies
-            tip_y, base = (top, top + 7) if limit > axis.high else (bottom, bottom - 7)
+            tip_y, base = (top, top + 7) if limit > axis.high else (bottom, bottom - 7)  # beyond the top / bottom
             parts.append(f"<polygon points='{x(layer) - 5:.1f},{base} {x(layer) + 5:.1f},{base} "
                          f"{x(layer):.1f},{tip_y}' "
                          f"fill='{BOUND_COLOUR}'>{tip}</polygon>")
+    for label, points in partners.items():
+        drawn = [(layer, value) for layer, value in points if math.isfinite(value) and axis.contains(value)
+                 and x_low <= layer <= x_high]
+        if drawn:
+            parts.append(f"<polyline points='{' '.join(f'{x(layer):.1f},{y(v):.1f}' for layer, v in drawn)}' "
+                         f"fill='none' stroke='{PARTNER_COLOUR}' stroke-width='1.4' stroke-dasharray='5 3'>"
+                         f"<title>{_esc(label)}</title></polyline>")
     for model, points in series.items():
         colour = colours[model]
         if len(points) > 1 and all(ci for _, _, ci, _ in points):

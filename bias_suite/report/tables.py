@@ -43,8 +43,17 @@ def metric_header(metric: str) -> str:
 
 
 def escape_markdown(text: object) -> str:
-    """A Markdown table cell: pipes escaped, newlines flattened."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text a user wrote (a model path, a benchmark file name) for Markdown: HTML special characters as
+    entities (GitHub renders raw HTML in a comment), pipes escaped (table cells), newlines flattened."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def tolerance_of(metric: str) -> float | None:
+    """The registry's tolerance of ``metric``: the unit the card's margins are counted in."""
+    try:
+        return spec_of(metric).tolerance
+    except KeyError:
+        return None
 
 
 def escape_html(value: object) -> str:
@@ -60,6 +69,10 @@ def metric_family(metric: str) -> str | None:
         return None
 
 
-GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin", "rule", "status"]
-BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "status"]
-CHANGE_HEADERS = ["model", "baseline", "benchmark", "layer", "metric", "increase [95% CI]", "bound", "status"]
+GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin (× tolerance)", "rule",
+                 "status"]
+BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "bound", "status"]
+CHANGE_HEADERS = ["model", "against", "benchmark", "layer", "metric", "baseline → candidate (change [95% CI])",
+                  "tolerance", "status"]
+WORST_HEADERS = ["benchmark", "layer", "metric", "baseline → candidate (change [95% CI]) or value [95% CI]",
+                 "bound or tolerance", "margin (× tolerance)", "status"]

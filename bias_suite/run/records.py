@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bias_suite.gate.changes import Change
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
 from bias_suite.gate.rows import ResultRow
-from bias_suite.vocabulary import CaseKind
+from bias_suite.vocabulary import CaseKind, Status, Verdict
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,13 @@ class Case:
 
 @dataclass(frozen=True)
 class CaseRecord:
-    """Everything one measured case hands to the controller: its judged rows and what the card says about
-    the model, the benchmark, the threshold file, the environment and the settings."""
+    """Everything one measured case hands to the controller: its judged rows and paired changes, its
+    verdict, and what the card says about the model, the benchmark, the threshold file, the environment and
+    the settings.
+
+    settings: the comparability key the case was measured with (``RunSettings.recorded()`` plus dtype,
+    attention backend, processor image settings, torch and transformers major.minor); covered: whether
+    something that baselines the model (its family file, its blessed run, a reference) judged the case."""
 
     case: Case
     rows: tuple[ResultRow, ...]
@@ -58,19 +64,39 @@ class CaseRecord:
     benchmark: BenchmarkRecord
     gated_by: GatedBy
     environment: Mapping[str, str]
-    settings: Mapping[str, object]  # RunSettings.recorded()
+    settings: Mapping[str, object]
     projection: KeyProjection | None = field(default=None)
+    changes: tuple[Change, ...] = ()
+    verdict: Verdict = Verdict.NO_BASELINE
+    message: str = ""
+    covered: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
+
+    @property
+    def regression(self) -> bool:
+        """What a bless must not accept silently: a failed or errored row or change, or a change whose
+        interval straddles its tolerance (it may be a regression)."""
+        bad = (Status.FAIL, Status.ERROR)
+        return any(row.status in bad for row in self.rows) or any(
+            change.status in bad or change.straddles for change in self.changes)
 
     def to_json(self) -> dict:
         return {"case": self.case.to_json(), "rows": [row.to_json() for row in self.rows],
                 "model": self.model.to_json(), "benchmark": self.benchmark.to_json(),
                 "gated_by": self.gated_by.to_json(), "environment": dict(self.environment),
                 "settings": dict(self.settings),
-                "projection": None if self.projection is None else self.projection.to_json()}
+                "projection": None if self.projection is None else self.projection.to_json(),
+                "changes": [change.to_json() for change in self.changes], "verdict": self.verdict.value,
+                "message": self.message, "covered": self.covered}
 
     @classmethod
     def from_json(cls, data: Mapping) -> CaseRecord:
         return cls(Case.from_json(data["case"]), tuple(ResultRow.from_json(row) for row in data["rows"]),
                    ModelRecord.from_json(data["model"]), BenchmarkRecord.from_json(data["benchmark"]),
                    GatedBy.from_json(data["gated_by"]), dict(data["environment"]), dict(data["settings"]),
-                   None if data.get("projection") is None else KeyProjection.from_json(data["projection"]))
+                   None if data.get("projection") is None else KeyProjection.from_json(data["projection"]),
+                   tuple(Change.from_json(change) for change in data.get("changes", ())),
+                   Verdict(data.get("verdict", Verdict.NO_BASELINE.value)), data.get("message", ""),
+                   bool(data.get("covered", False)))

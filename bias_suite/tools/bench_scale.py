@@ -27,6 +27,7 @@ import torch
 from bias_suite.capture.batch import CaptureConfig, capture_batch
 from bias_suite.models.decoder import decoder_geometry, prefill_kwargs
 from bias_suite.models.prompts import encode_batch
+from bias_suite.vocabulary import Verdict
 
 DEFAULT_SCALE_MODEL = "shape:llava-1.5-7b"
 GATE_BENCHMARKS = ("photos", "shapes", "conflict")
@@ -172,7 +173,7 @@ def gate_over_prefill(device: str, model_spec: str, quick: bool = False,
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=Path.cwd(),
                                check=False)
     gate_seconds = time.perf_counter() - start
-    if completed.returncode not in (0, 1):  # 1: the gate judged (random weights may cross bounds)
+    if completed.returncode not in {verdict.exit_code for verdict in Verdict}:  # a verdict: the gate judged
         raise RuntimeError(f"the gate run failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}"
                            f"\n{completed.stderr[-2000:]}")
     return {"gate_seconds": gate_seconds, "load_and_bare_prefill_seconds": bare_seconds,

@@ -97,5 +97,5 @@ def test_benchmark_refuses_no_samples():
 def test_summary_records_name_source_size_seed_and_hash():
     benchmark = load_benchmark("text-in-image", n_samples=3, seed=5)
     assert benchmark.summary() == {"name": "text-in-image", "source": "builtin", "size": 3, "seed": 5,
-                                   "content_hash": benchmark.content_hash}
+                                   "content_hash": benchmark.content_hash, "n_rows": 16}
 

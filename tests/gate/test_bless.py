@@ -1,9 +1,16 @@
-"""Blessing a run: the next version of each family's file — created when none matches, never written over
-another family's file, per benchmark and layer, one version for several models, safe when concurrent."""
+"""Blessing a run: the next version of each family's file — created for a declared family, never written over
+another family's file, per benchmark and layer with a paired-change rule per metric, one version for several
+models, safe when concurrent, the file's mode kept."""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
+import json
 import multiprocessing
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -41,11 +48,13 @@ def model(spec: str, model_type: str = "llava") -> BlessedModel:
     return BlessedModel(spec=spec, model_type=model_type, names=(spec, Path(spec).name), n_layers=4)
 
 
-def request(location: Path, models, all_rows, family=None, reason="first baseline", target_file=None) -> BlessRequest:
-    return BlessRequest(location=location, reason=reason, rows=all_rows, models=list(models),
+def request(location: Path, models, all_rows, family=None, reason="first baseline", target_file=None,
+            card=None) -> BlessRequest:
+    models = [dataclasses.replace(m, family=family) for m in models]
+    return BlessRequest(location=location, reason=reason, rows=all_rows, models=models,
                         environment={"torch": "2.14.1", "transformers": "5.24.0", "attn_implementation": "sdpa"},
-                        settings=SETTINGS, benchmarks=BENCHMARKS, suite_version="0.2.0", family=family,
-                        target_file=target_file)
+                        settings=SETTINGS, benchmarks=BENCHMARKS, suite_version="0.2.0", target_file=target_file,
+                        card=card)
 
 
 def judged(location: Path, spec: str, model_type: str, measured: list[ResultRow]) -> list[str]:
@@ -65,11 +74,19 @@ def test_blessing_a_new_family_creates_its_file_in_an_empty_or_missing_folder(tm
     assert document["version"] == 1 and document["match"] == {"model_type": ["llava"], "name": ["*ours*"]}
     assert document["settings"] == SETTINGS and document["benchmarks"] == BENCHMARKS
     assert "new file → version 1" in changes[0]
-    mmd2 = [r for r in document["rules"] if r["metric"] == "mmd2"]
+    mmd2 = [r for r in document["rules"] if r["metric"] == "mmd2" and "max" in r]
     assert {(tuple(r["benchmarks"]), r["layers"]) for r in mmd2} == {
         (("shapes",), "0"), (("shapes",), "1"), (("photos",), "0"), (("photos",), "1")}
-    assert next(r for r in mmd2 if r["benchmarks"] == ["photos"] and r["layers"] == "1")["max"] == pytest.approx(0.47)
+    assert next(r for r in mmd2 if r.get("benchmarks") == ["photos"] and r["layers"] == "1")["max"] == \
+        pytest.approx(0.47)
 
+
+def test_blessing_writes_a_paired_change_rule_for_every_blessed_metric(tmp_path):
+    """The regression test: a later run is compared with this one, and a change beyond the tolerance fails."""
+    bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours"))
+    rules = yaml.safe_load((tmp_path / "ours.yaml").read_text())["rules"]
+    changes = {r["metric"]: r["max_increase"] for r in rules if "max_increase" in r}
+    assert changes == {"mmd2": 0.05, "visual_share.question": 0.05}  # the blessed metrics this run measured
 
 def test_a_blessed_file_gates_the_next_checkpoint_of_the_family_by_default(tmp_path):
     bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours"))
@@ -84,10 +101,14 @@ def test_a_bound_at_its_metrics_ceiling_is_left_out_and_said(tmp_path):
                         direction="higher_is_worse"),
               ResultRow("m", "shapes", 1, None, "ratio", 12.0, (9.0, 20.0), "unchecked", direction="higher_is_worse")]
     changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + capped, family="m"))
-    ratio_layers = [r["layers"] for r in yaml.safe_load((tmp_path / "m.yaml").read_text())["rules"]
-                    if r["metric"] == "ratio"]
+    document = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    ratio_layers = [r["layers"] for r in document["rules"] if r["metric"] == "ratio" and "max" in r]
     assert ratio_layers == ["1"]
     assert any("shapes L0 ratio" in line and "could never fail" in line for line in changes)
+    assert document["not_bounded"] == [{"metric": "ratio", "benchmarks": ["shapes"], "layers": "0",
+                                        "reason": document["not_bounded"][0]["reason"]}]
+    assert "could never fail" in document["not_bounded"][0]["reason"]
+    assert {"metric": "ratio", "layers": "all", "max_increase": 0.5} in document["rules"]  # its change still is
     assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail (the reader checks)
 
 
@@ -98,7 +119,7 @@ def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history
                     "rules:\n  - {metric: mmd2, layers: all, benchmarks: [shapes, photos], max: 1.5}\n"
                     "  - {metric: text_preference_rate, max: 0.95}\n")
     changes = bless(request(tmp_path, [model("any/llava")], rows("any/llava", 0.3, benchmarks=("shapes",)),
-                            reason="rc2"))
+                            family="llava", reason="rc2"))
     document = yaml.safe_load(path.read_text())
     assert document["version"] == 4 and document["history"][0]["version"] == 3
     assert document["history"][0]["rules"][0]["max"] == 1.5 and "provisional" not in document
@@ -116,15 +137,17 @@ def test_a_file_of_another_family_is_never_overwritten(tmp_path):
     (tmp_path / "llava.yaml").write_text("version: 1\nmatch: {model_type: [llava]}\n"
                                          "rules:\n  - {metric: mmd2, max: 1}\n")
     before = (tmp_path / "llava.yaml").read_text()
-    with pytest.raises(ThresholdError, match=r"llava.yaml exists but gates other models .* pass --family NAME"):
+    with pytest.raises(ThresholdError, match=r"llava.yaml gates other models .*not /ckpts/llava.*--family"):
         bless(request(tmp_path, [model("/ckpts/llava", model_type="qwen2_vl")], rows("/ckpts/llava", 0.3),
                       family="llava"))
+    with pytest.raises(ThresholdError, match=r"no family file in .* names this model; pass --family NAME"):
+        bless(request(tmp_path, [model("/ckpts/llava", model_type="qwen2_vl")], rows("/ckpts/llava", 0.3)))
     assert (tmp_path / "llava.yaml").read_text() == before
 
 
 def test_the_generic_default_file_is_never_the_target(tmp_path):
     (tmp_path / "default.yaml").write_text("version: 1\nrules:\n  - {metric: mmd2, max: 1}\n")
-    with pytest.raises(ThresholdError, match=r"default\.yaml holds the generic bounds"):
+    with pytest.raises(ThresholdError, match=r"default\.yaml holds the generic bounds|generic bounds"):
         bless(request(tmp_path, [model("/ckpts/default")], rows("/ckpts/default", 0.3), family="default"))
     with pytest.raises(ThresholdError, match="holds generic bounds for every model"):
         bless(request(tmp_path, [model("m")], rows("m", 0.3), target_file=tmp_path / "default.yaml"))
@@ -175,3 +198,58 @@ def test_concurrent_blessings_lose_no_version_and_readers_never_see_a_partial_fi
         ["first baseline", *(f"run {i}" for i in range(8) if f"run {i}" != document["provenance"]["reason"])])
     assert not seen_broken
     assert [p.name for p in tmp_path.iterdir()] == ["ours.yaml"]  # no temporary or lock file left behind
+
+
+def test_the_blessed_run_is_stored_beside_the_file_with_its_checksum(tmp_path):
+    measured = [dataclasses.replace(r, replicates=(r.value,) * 3) for r in rows("/ckpts/ours-v1", 0.3)]
+    card = {"schema": 3, "results": [r.to_json() for r in measured],
+            "models": [{"spec": "/ckpts/ours-v1"}], "settings": SETTINGS, "benchmarks": []}
+    bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours", card=card))
+    entry = yaml.safe_load((tmp_path / "ours.yaml").read_text())["baseline_card"]
+    stored = tmp_path / entry["file"]
+    assert entry["models"] == ["/ckpts/ours-v1"]
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == entry["sha256"]
+    kept = json.loads(gzip.decompress(stored.read_bytes()))
+    assert {row["metric"] for row in kept["results"]} == {"mmd2", "visual_share.question"}  # what a rule pairs
+    assert all(row["head"] is None for row in kept["results"])
+    bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours", card=card,
+                  reason="again"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.v2.card.json.gz", "ours.yaml"]  # v1's card removed
+
+
+def test_a_bless_keeps_the_files_mode_and_writes_through_a_symlink(tmp_path):
+    bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.3), family="ours"))
+    path = tmp_path / "ours.yaml"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 & ~umask  # a new file: 0644 less the umask
+    path.chmod(0o664)
+    bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.31), family="ours", reason="v2"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path.rename(shared / "ours.yaml")
+    path.symlink_to(shared / "ours.yaml")
+    bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.32), family="ours", reason="v3"))
+    assert path.is_symlink() and yaml.safe_load(path.read_text())["version"] == 3
+    assert stat.S_IMODE((shared / "ours.yaml").stat().st_mode) == 0o664
+
+
+def test_a_full_disk_while_blessing_leaves_the_previous_version_intact(tmp_path, monkeypatch):
+    import errno
+
+    from bias_suite.gate import bless as bless_module
+
+    bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.3), family="ours"))
+    before = (tmp_path / "ours.yaml").read_text()
+    real_fsync = os.fsync
+
+    def full(descriptor):
+        real_fsync(descriptor)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bless_module.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.5), family="ours", reason="v2"))
+    assert (tmp_path / "ours.yaml").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ours.yaml"]

@@ -7,7 +7,7 @@ import pytest
 
 from bias_suite.errors import ThresholdError
 from bias_suite.gate.rows import Bound
-from bias_suite.gate.thresholds import PACKAGED_DEFAULT, load_threshold_file, select_threshold_file
+from bias_suite.gate.thresholds import MAX_FILE_BYTES, PACKAGED_DEFAULT, load_threshold_file, select_threshold_file
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
 
 HEADER = ("version: 3\nprovenance: {date: '2026-11-24', reason: first}\n"
@@ -116,19 +116,22 @@ RECORDED = HEADER + ("settings: {n_samples: 16, max_tokens_per_modality: 64, see
                      "rules:\n  - {metric: jsd, max: 0.9}\n  - {metric: mmd2, max: 0.5}\n")
 
 
-def test_a_size_dependent_bound_refuses_a_run_made_with_other_settings(tmp_path):
+def test_a_run_with_other_settings_is_not_comparable_naming_the_setting(tmp_path):
     threshold = load_threshold_file(write(tmp_path, "m.yaml", RECORDED))
     jsd, mmd2 = threshold.rules
     other = {"n_samples": 32, "max_tokens_per_modality": 64, "seed": 0}
-    assert "depends on n_samples: the bound was measured with n_samples=16, this run uses 32" in \
-        threshold.settings_problem(jsd, other, "shapes", None)
-    assert threshold.settings_problem(mmd2, other, "shapes", None) is None  # mmd2 is size-invariant
+    for rule in (jsd, mmd2):  # bounds measured at 16 samples: a run at 32 cannot be compared with them
+        assert "not comparable: n_samples differs (the bounds of m.yaml were measured with 16, this run has 32" in \
+            threshold.settings_problem(rule, other, "shapes", None)
+    other_seed = {"n_samples": 16, "max_tokens_per_modality": 64, "seed": 1}
+    assert "seed differs" in threshold.settings_problem(jsd, other_seed, "shapes", None)  # size-dependent
+    assert threshold.settings_problem(mmd2, other_seed, "shapes", None) is None  # mmd2 is a population quantity
 
 
 def test_a_bound_refuses_a_benchmark_whose_content_changed(tmp_path):
     threshold = load_threshold_file(write(tmp_path, "m.yaml", RECORDED))
     same = {"n_samples": 16, "max_tokens_per_modality": 64, "seed": 0}
-    assert "other content than the bound was measured on" in threshold.settings_problem(
+    assert "other content than m.yaml rules[1] was measured on" in threshold.settings_problem(
         threshold.rules[1], same, "shapes", "bbbb")
     assert threshold.settings_problem(threshold.rules[1], same, "shapes", "aaaa") is None
 
@@ -138,3 +141,23 @@ def test_shipped_threshold_files_load(tmp_path):
 
     for path in [PACKAGED_DEFAULT, *sorted((Path(__file__).parents[2] / "thresholds").glob("*.yaml"))]:
         assert load_threshold_file(path).rules, path
+
+
+def test_history_is_validated_like_the_rest_of_the_file(tmp_path):
+    hostile = HEADER + RULE + ("history:\n  - {version: 99, rules: not a list, evil: !!binary aGk=}\n  - 42\n")
+    with pytest.raises(ThresholdError, match=r"m\.yaml: history\[0\]\.evil: unknown key"):
+        load_threshold_file(write(tmp_path, "m.yaml", hostile))
+    with pytest.raises(ThresholdError, match=r"history\[0\]\.version: expected an integer from 1 to 2"):
+        load_threshold_file(write(tmp_path, "m.yaml", HEADER + RULE + "history:\n  - {version: 99, rules: []}\n"))
+    with pytest.raises(ThresholdError, match=r"history\[0\]: expected a mapping \(an earlier version\), got int"):
+        load_threshold_file(write(tmp_path, "m.yaml", HEADER + RULE + "history: [42]\n"))
+    with pytest.raises(ThresholdError, match=r"history\[0\]\.rules: expected a list of rules"):
+        load_threshold_file(write(tmp_path, "m.yaml",
+                                  HEADER + RULE + "history:\n  - {version: 1, rules: not a list}\n"))
+
+
+def test_a_threshold_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    path = write(tmp_path, "huge.yaml", HEADER + "rules:\n" + "  - {metric: mmd2, max: 1.5}\n" * 200_000)
+    assert path.stat().st_size > MAX_FILE_BYTES
+    with pytest.raises(ThresholdError, match=r"huge\.yaml: .* MiB, over the 4 MiB a threshold file may hold"):
+        load_threshold_file(path)

@@ -16,7 +16,7 @@ from bias_suite.models.loading import load_model
 from bias_suite.models.prompts import encode_batch
 
 # The options every gate run of these tests uses: small and quick.
-FAST = ("-p", "no:cacheprovider", "--samples", "6", "--benchmark", "shapes", "-q")
+FAST = ("-p", "no:cacheprovider", "--samples", "8", "--benchmark", "shapes", "-q")
 
 
 @torch.no_grad()

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from bias_suite.gate.baseline import Change
-from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
+from bias_suite.gate.changes import Change
+from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord, ModelVerdict
 from bias_suite.gate.rows import ResultRow
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
 from bias_suite.report.card import ReportCard
 from bias_suite.run.finish import RunRecord
+from bias_suite.vocabulary import Verdict
 
 GOLDEN_VERSION = "0.0.0+golden"  # the suite version golden cards print, whatever is installed
 
@@ -127,14 +128,31 @@ def synthetic_record() -> RunRecord:
 
 
 def synthetic_changes() -> list[Change]:
+    blessed = "thresholds/tiny-llava.yaml rules[4]"
     return [
-        Change("tiny-llava", "tiny-llava", "photos", 1, "mmd2", 0.02, (0.01, 0.03), "pass", 0.05,
-               "thresholds/tiny-llava.yaml rules[4]"),
-        Change("tiny-llava", "tiny-llava", "photos", 2, "mmd2", 0.09, (0.07, 0.11), "fail", 0.05,
-               "thresholds/tiny-llava.yaml rules[4]"),
-        Change("tiny-llava", "tiny-llava", "photos", 0, "jsd", -0.0, (-0.0, 0.0), "unchecked"),
-        Change(PIPE_MODEL, PIPE_MODEL, "conflict", 0, "ratio", 1234.5, (999.9999, 1500.0), "unchecked"),
+        Change("tiny-llava", "tiny-llava-v1", "photos", 1, "mmd2", 0.02, (0.01, 0.03), "pass", 0.05, blessed,
+               "blessed", 0.30, 0.32),
+        Change("tiny-llava", "tiny-llava-v1", "photos", 2, "mmd2", 0.09, (0.07, 0.11), "fail", 0.05, blessed,
+               "blessed", 0.36, 0.45),
+        Change("tiny-llava", "tiny-llava-v1", "photos", 0, "mmd2", 0.04, (0.02, 0.06), "inconclusive", 0.05, blessed,
+               "blessed", 0.08, 0.12, "the interval [0.02, 0.06] straddles the tolerance 0.05"),
+        Change("tiny-llava", "tiny-llava-v1", "photos", 0, "jsd", -0.0, (-0.0, 0.0), "unchecked", against="blessed",
+               baseline_value=0.1, value=0.1),
+        Change(PIPE_MODEL, "base<b>model", "conflict", 0, "ratio", 1234.5, (999.9999, 1500.0), "unchecked",
+               against="reference", baseline_value=10.0, value=1244.5),
     ]
+
+
+def synthetic_verdicts() -> dict[str, ModelVerdict]:
+    return {
+        "tiny-llava": ModelVerdict("tiny-llava", Verdict.FAIL, (
+            "FAIL: tiny-llava photos L2 mmd2 = 0.45 [0.36, 0.54] thresholds/tiny-llava.yaml rules[0]: ≤ 0.3",
+            "INCONCLUSIVE: tiny-llava photos L0 mmd2: 0.08 → 0.12 (change +0.04 [+0.02, +0.06]) against blessed "
+            "tiny-llava-v1, tolerance 0.05 (thresholds/tiny-llava.yaml rules[4]) the interval straddles it")),
+        PIPE_MODEL: ModelVerdict(PIPE_MODEL, Verdict.NO_BASELINE, ("no baseline judged: photos L0 (keyspace)",),
+                                 "bless the checkpoint /ckpt/vlm|v2 must not be worse than"),
+        "base<b>model": ModelVerdict("base<b>model", None),
+    }
 
 
 def synthetic_card(record: RunRecord | None = None) -> ReportCard:
@@ -143,6 +161,7 @@ def synthetic_card(record: RunRecord | None = None) -> ReportCard:
         drift=["tiny-llava: torch 2.4.1, thresholds made with 2.3.0"],
         updates=["thresholds/tiny-llava.yaml v3 → v4 (reason: new tokenizer)"],
         problems=[f"{PIPE_MODEL}: rules[3] (mmd2, layers 7–9) matches no layer of this model"],
-        changes=synthetic_changes(), not_baselined=[PIPE_MODEL],
+        changes=synthetic_changes(), not_baselined=[PIPE_MODEL], verdicts=synthetic_verdicts(),
+        reports=("card.md", "card.html", "card.json"),
     )
     return replace(card, created=CREATED)

@@ -99,19 +99,21 @@ def test_html_verdicts_keep_each_model_on_its_own_details(card):
     """A model loaded with --allow-incomplete-weights has two summary lines; the next model's row keeps
     its own details."""
     page = card.to_html()
-    rows = re.findall(r"<tr><td>([^<]*)</td><td class='[a-z]+'>([^<]*)</td><td>([^<]*)</td></tr>", page)
-    details = {model: (verdict, text) for model, verdict, text in rows}
-    assert details[PIPE_MODEL][0] == "ERROR, NOT BASELINED"
+    rows = re.findall(r"<tr><td>([^<]*)</td><td class='[a-z-]+'>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>",
+                      page)
+    details = {model: (verdict, text) for model, verdict, text, _ in rows}
+    assert details[PIPE_MODEL][0] == "NO BASELINE"
     assert "packaged default.yaml" in details[PIPE_MODEL][1]
     assert "filled at random" in details[PIPE_MODEL][1]
     assert details["tiny-llava"][0] == "FAIL"
     assert "thresholds/tiny-llava.yaml" in details["tiny-llava"][1]
     assert "filled at random" not in details["tiny-llava"][1]
+    assert details["base&lt;b&gt;model"][0] == "REFERENCE"
 
 
 def test_statuses_are_coloured_in_the_html(card):
     page = card.to_html()
-    for status in ("pass", "warn", "fail", "error", "unchecked"):
+    for status in ("pass", "warn", "inconclusive", "fail", "error", "unchecked"):
         assert f"<td class='{status}'>" in page, status
         assert f".{status}{{background:" in page, status
 
