@@ -33,8 +33,10 @@ class Gauge:
         """One row. Only pooled values (``head=None``) are gated; per-head rows are ``unchecked`` detail.
         ``max_increase`` rules are judged later, against a baseline run."""
         direction = spec_of(metric).direction
+        undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
         base = ResultRow(self.model, benchmark, layer, head, metric, estimate.value, estimate.ci, Status.UNCHECKED,
-                         direction=direction, replicates=estimate.replicates if head is None else None)
+                         direction=direction, replicates=estimate.replicates if head is None else None,
+                         message=undefined if estimate.undefined_because else "")
         rules = [] if self.threshold is None or head is not None else [
             rule for rule in self.threshold.rules_for(metric, benchmark, layer, self.n_layers) if not rule.on_change]
         if not rules:
@@ -46,7 +48,6 @@ class Gauge:
             status = Status.ERROR if problem else judge(estimate.value, estimate.ci, rule.bound)
             judged.append((status, rule, problem or ""))
         status, rule, problem = max(judged, key=lambda item: item[0].severity)
-        undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
         message = problem or ("" if status != Status.ERROR else undefined)
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
                        rule=rule_reference(self.threshold, rule), message=message)
