@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
 from bias_suite.gate.rows import ResultRow
+from bias_suite.metrics.samples import SampleRecord
 from bias_suite.vocabulary import CaseKind
 
 
@@ -50,7 +51,8 @@ class Case:
 @dataclass(frozen=True)
 class CaseRecord:
     """Everything one measured case hands to the controller: its judged rows and what the card says about
-    the model, the benchmark, the threshold file, the environment and the settings."""
+    the model, the benchmark, the threshold file, the environment and the settings; a behaviour case also
+    its per-sample records (outcomes and per-layer internals, :class:`~bias_suite.metrics.samples.SampleRecord`)."""
 
     case: Case
     rows: tuple[ResultRow, ...]
@@ -60,17 +62,20 @@ class CaseRecord:
     environment: Mapping[str, str]
     settings: Mapping[str, object]  # RunSettings.recorded()
     projection: KeyProjection | None = field(default=None)
+    samples: tuple[SampleRecord, ...] = ()
 
     def to_json(self) -> dict:
         return {"case": self.case.to_json(), "rows": [row.to_json() for row in self.rows],
                 "model": self.model.to_json(), "benchmark": self.benchmark.to_json(),
                 "gated_by": self.gated_by.to_json(), "environment": dict(self.environment),
                 "settings": dict(self.settings),
-                "projection": None if self.projection is None else self.projection.to_json()}
+                "projection": None if self.projection is None else self.projection.to_json(),
+                "samples": [sample.to_json() for sample in self.samples]}
 
     @classmethod
     def from_json(cls, data: Mapping) -> CaseRecord:
         return cls(Case.from_json(data["case"]), tuple(ResultRow.from_json(row) for row in data["rows"]),
                    ModelRecord.from_json(data["model"]), BenchmarkRecord.from_json(data["benchmark"]),
                    GatedBy.from_json(data["gated_by"]), dict(data["environment"]), dict(data["settings"]),
-                   None if data.get("projection") is None else KeyProjection.from_json(data["projection"]))
+                   None if data.get("projection") is None else KeyProjection.from_json(data["projection"]),
+                   tuple(SampleRecord.from_json(sample) for sample in data.get("samples", ())))

@@ -76,7 +76,7 @@ class GateSession:
                  for model, benchmark, layer in layer_cases]
         cases += [Case(model, benchmark, None, CaseKind.BEHAVIOUR)
                   for model in self.models for benchmark in self.benchmark_names
-                  if self.benchmark(benchmark).has_conflicts]
+                  if self.benchmark(benchmark).has_behaviour]
         return cases
 
     def selection(self, spec: str) -> Selection:
@@ -132,7 +132,10 @@ class GateSession:
             return gauge.judge_keyspace(case.benchmark, measurement.keyspace(case.layer))
         if case.kind is CaseKind.ATTENTION:
             return gauge.judge_attention(case.benchmark, measurement.attention(case.layer))
-        return gauge.judge_behaviour(case.benchmark, measurement.behaviour)
+        rows = gauge.judge_behaviour(case.benchmark, measurement.behaviour)
+        # the coupling of each layer's internals with the behaviour, one row per layer and internal measure
+        return rows + [gauge.row(case.benchmark, layer, None, name, estimate) for layer in measurement.model.layers
+                       for name, estimate in measurement.coupling(layer).items()]
 
     def record(self, case: Case, measurement: Measurement, rows: Sequence[ResultRow]) -> CaseRecord:
         """What the controller needs of a measured case besides its rows: the model, the benchmark, the file
@@ -156,7 +159,7 @@ class GateSession:
                               (*info.missing_weights, *info.unexpected_weights, *info.mismatched_weights)),
             benchmark=BenchmarkRecord(case.benchmark, benchmark.size, benchmark.content_hash),
             gated_by=gated_by, environment=environment(model.loaded), settings=self.settings.recorded(),
-            projection=projection)
+            projection=projection, samples=measurement.samples if case.kind is CaseKind.BEHAVIOUR else ())
 
 
 def _torch_threads() -> int:
