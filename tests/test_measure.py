@@ -136,7 +136,8 @@ def copies(n_scenes: int, levels: np.ndarray):
             samples.append(dataclasses.replace(scene, sample_id=f"{scene.sample_id}/b{k}", image=image))
             biases.append(float(bias))
             clusters.append(scene.sample_id)
-    return Benchmark("planted-positions", "builtin", tuple(samples), suite=BehaviourKind.PAIRED_IMAGES), biases, clusters
+    benchmark = Benchmark("planted-positions", "builtin", tuple(samples), suite=BehaviourKind.PAIRED_IMAGES)
+    return benchmark, biases, clusters
 
 
 def coupling_with(bias_scale: float, monkeypatch) -> tuple[dict, list[float], list[float]]:
