@@ -10,7 +10,7 @@ pytest gate get the same numbers::
     measurement.keyspace(2)[-1].metrics["mmd2"]    # pooled over KV heads: Estimate(value, ci_low, ci_high)
 
 On a benchmark with behaviour (``conflict`` and the behaviour suites), ``.behaviour`` scores every answer
-and ``.samples`` / ``.coupling(layer)`` tie each sample's internals to its behaviour.
+and ``.sample_records`` / ``.coupling(layer)`` tie each sample's internals to its behaviour.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ class Measurement:
         return suite_estimates(self.benchmark.behaviour, self.scored_items, settings.n_bootstrap, settings.seed)
 
     @cached_property
-    def samples(self) -> tuple[SampleRecord, ...]:
+    def sample_records(self) -> tuple[SampleRecord, ...]:
         """Per sample: its behaviour outcomes (when the benchmark has behaviour) and, at every chosen layer, its
         attention over the question rows and its key distance (:class:`~bias_suite.metrics.samples.SampleRecord`)."""
         layers = {layer: self._layer_measures(layer) for layer in self.model.layers}
@@ -252,11 +252,11 @@ class Measurement:
         if not self.scored_items:
             return {}
         settings = self.model.settings
-        return coupling_estimates(self.samples, layer, outcome, settings.n_bootstrap, settings.seed)
+        return coupling_estimates(self.sample_records, layer, outcome, settings.n_bootstrap, settings.seed)
 
     def by_image_tokens(self, layer: int, measure: str = "visual_share") -> dict[int, Estimate]:
         """``measure`` (a :class:`~bias_suite.metrics.samples.LayerMeasures` field) at ``layer`` per stratum of
         image-token count, each with a bootstrap over its samples."""
         settings = self.model.settings
-        return by_image_tokens(self.samples, layer, measure, settings.n_bootstrap, settings.seed)
+        return by_image_tokens(self.sample_records, layer, measure, settings.n_bootstrap, settings.seed)
 

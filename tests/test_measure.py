@@ -43,7 +43,7 @@ def text_first():
 def test_a_behaviour_suite_gives_its_metrics_and_a_record_per_sample(text_first):
     measurement = text_first.on(load_benchmark("paired-images", n_samples=8))
     assert {"paired_accuracy", "same_answer_rate", "member_accuracy"} <= set(measurement.behaviour)
-    records = measurement.samples
+    records = measurement.sample_records
     assert [r.sample_id for r in records] == [s.sample_id for s in measurement.benchmark.samples]
     for record, item in zip(records, measurement.scored_items):
         assert [m.layer for m in record.layers] == list(text_first.layers)
@@ -59,13 +59,13 @@ def test_the_conflict_benchmark_keeps_its_text_preference_rate(text_first):
     measurement = text_first.on(load_benchmark("conflict", n_samples=8))
     expected = text_preference_estimate(text_first.loaded, measurement.benchmark.samples, 50, 0)
     assert measurement.behaviour == {"text_preference_rate": expected}
-    assert all(r.outcome("caption_followed") in (0.0, 1.0) for r in measurement.samples)
+    assert all(r.outcome("caption_followed") in (0.0, 1.0) for r in measurement.sample_records)
 
 
 def test_a_benchmark_without_behaviour_still_records_internals(text_first):
     measurement = text_first.on(load_benchmark("shapes", n_samples=4))
     assert measurement.behaviour == {} and measurement.coupling(1) == {}
-    assert all(r.outcomes == () and len(r.layers) == 4 for r in measurement.samples)
+    assert all(r.outcomes == () and len(r.layers) == 4 for r in measurement.sample_records)
 
 
 def test_visual_share_is_stratified_by_image_token_count():
@@ -77,7 +77,7 @@ def test_visual_share_is_stratified_by_image_token_count():
     strata = measurement.by_image_tokens(0)
     assert len(strata) == 2
     for count, estimate in strata.items():
-        members = [r.at(0).visual_share for r in measurement.samples if r.n_image_tokens == count]
+        members = [r.at(0).visual_share for r in measurement.sample_records if r.n_image_tokens == count]
         assert len(members) == 3 and estimate.value == pytest.approx(sum(members) / 3)
 
 
@@ -151,7 +151,7 @@ def coupling_with(bias_scale: float, monkeypatch) -> tuple[dict, list[float], li
     with monkeypatch.context() as patch:
         handle = planted_text_preference(model, by_image, patch)
         try:
-            records = model.on(benchmark).samples
+            records = model.on(benchmark).sample_records
         finally:
             handle.remove()
     return coupling_estimates(records, 2, clusters=clusters), [r.at(2).visual_share for r in records], biases

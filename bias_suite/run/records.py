@@ -62,7 +62,7 @@ class CaseRecord:
     environment: Mapping[str, str]
     settings: Mapping[str, object]  # RunSettings.recorded()
     projection: KeyProjection | None = field(default=None)
-    samples: tuple[SampleRecord, ...] = ()
+    sample_records: tuple[SampleRecord, ...] = ()
 
     def to_json(self) -> dict:
         return {"case": self.case.to_json(), "rows": [row.to_json() for row in self.rows],
@@ -70,7 +70,7 @@ class CaseRecord:
                 "gated_by": self.gated_by.to_json(), "environment": dict(self.environment),
                 "settings": dict(self.settings),
                 "projection": None if self.projection is None else self.projection.to_json(),
-                "samples": [sample.to_json() for sample in self.samples]}
+                "sample_records": [record.to_json() for record in self.sample_records]}
 
     @classmethod
     def from_json(cls, data: Mapping) -> CaseRecord:
@@ -78,4 +78,4 @@ class CaseRecord:
                    ModelRecord.from_json(data["model"]), BenchmarkRecord.from_json(data["benchmark"]),
                    GatedBy.from_json(data["gated_by"]), dict(data["environment"]), dict(data["settings"]),
                    None if data.get("projection") is None else KeyProjection.from_json(data["projection"]),
-                   tuple(SampleRecord.from_json(sample) for sample in data.get("samples", ())))
+                   tuple(SampleRecord.from_json(record) for record in data.get("sample_records", ())))

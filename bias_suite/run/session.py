@@ -159,7 +159,8 @@ class GateSession:
                               (*info.missing_weights, *info.unexpected_weights, *info.mismatched_weights)),
             benchmark=BenchmarkRecord(case.benchmark, benchmark.size, benchmark.content_hash),
             gated_by=gated_by, environment=environment(model.loaded), settings=self.settings.recorded(),
-            projection=projection, samples=measurement.samples if case.kind is CaseKind.BEHAVIOUR else ())
+            projection=projection,
+            sample_records=measurement.sample_records if case.kind is CaseKind.BEHAVIOUR else ())
 
 
 def _torch_threads() -> int:

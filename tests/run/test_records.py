@@ -52,8 +52,8 @@ def test_a_behaviour_case_carries_its_per_sample_records_as_plain_json():
                           (("margin", 1.5), ("trap_margin", float("nan")), ("pair_correct", 1.0)),
                           (LayerMeasures(3, 0.4, 0.45, 0.2, -0.3, 0.05, 1.7),))
     record = dataclasses.replace(a_record(None), case=Case("ckpts/ours-v2", "paired-images", None, CaseKind.BEHAVIOUR),
-                                 samples=(sample,))
+                                 sample_records=(sample,))
     data = json.loads(json.dumps(record.to_json(), allow_nan=False))
-    assert data["samples"][0]["outcomes"] == {"margin": 1.5, "trap_margin": None, "pair_correct": 1.0}
+    assert data["sample_records"][0]["outcomes"] == {"margin": 1.5, "trap_margin": None, "pair_correct": 1.0}
     assert CaseRecord.from_json(data).to_json() == record.to_json()
-    assert a_record(None).to_json()["samples"] == []
+    assert a_record(None).to_json()["sample_records"] == []
