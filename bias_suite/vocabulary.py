@@ -41,7 +41,7 @@ class CaseKind(_Word):
 
     KEYSPACE = "keyspace"  # key separation of one layer
     ATTENTION = "attention"  # attention share of one layer
-    BEHAVIOUR = "behaviour"  # answers on conflict samples (no layer)
+    BEHAVIOUR = "behaviour"  # scored answers of a benchmark with behaviour (no layer; coupling rows per layer)
 
     @property
     def test_name(self) -> str:
