@@ -8,6 +8,9 @@ pytest gate get the same numbers::
     model = ModelUnderTest("tiny-llava", RunSettings(layers="every:2"))
     measurement = model.on(load_benchmark("shapes", n_samples=16))
     measurement.keyspace(2)[-1].metrics["mmd2"]    # pooled over KV heads: Estimate(value, ci_low, ci_high)
+
+On a benchmark with behaviour (``conflict`` and the behaviour suites), ``.behaviour`` scores every answer
+and ``.sample_records`` / ``.coupling(layer)`` tie each sample's internals to its behaviour.
 """
 
 from __future__ import annotations
@@ -24,12 +27,21 @@ from bias_suite.capture.extract import extract
 from bias_suite.layers import LayerSelector
 from bias_suite.metrics import (
     AttentionResult,
+    Estimate,
     KeySpaceConfig,
     KeySpaceResult,
     keyspace_metrics_by_layer,
     query_positions,
     summarise_attention,
 )
+from bias_suite.metrics.samples import (
+    LayerMeasures,
+    SampleRecord,
+    by_image_tokens,
+    coupling_estimates,
+    key_distances,
+)
+from bias_suite.metrics.suites import ScoredItem, item_outcomes, suite_estimates
 from bias_suite.models.decoder import DecoderGeometry
 from bias_suite.models.loading import LoadedModel, ResolvedSpec, load_model
 from bias_suite.models.prompts import answer_token_count
@@ -184,13 +196,67 @@ class Measurement:
         return {"pca": split(pca), "tsne": split(torch.as_tensor(tsne))}
 
     @cached_property
-    def behaviour(self) -> dict[str, object]:
-        """Behaviour metrics of the benchmark: ``text_preference_rate`` when it has conflict pairs."""
+    def scored_items(self) -> tuple[ScoredItem, ...]:
+        """Every candidate answer of every item scored (teacher-forced log-likelihood, nats); empty for a
+        benchmark without behaviour."""
         from bias_suite.capture import scoring
+        from bias_suite.vocabulary import BehaviourKind
 
-        results = {}
-        if self.benchmark.has_conflicts:
-            results["text_preference_rate"] = scoring.text_preference_estimate(
-                self.model.loaded, self.benchmark.samples, self.model.settings.n_bootstrap, self.model.settings.seed)
-        return results
+        kind, samples = self.benchmark.behaviour, self.benchmark.samples
+        if kind is None:
+            return ()
+        if kind is BehaviourKind.CONFLICT and not any(s.queries for s in samples):
+            return tuple(scoring.conflict_items(self.model.loaded, samples))
+        return tuple(scoring.score_items(self.model.loaded, samples))
+
+    @cached_property
+    def behaviour(self) -> dict[str, Estimate]:
+        """Every behaviour metric of the benchmark's suite (``text_preference_rate`` on conflict pairs; see
+        :mod:`bias_suite.metrics.suites`); empty without behaviour."""
+        if not self.scored_items:
+            return {}
+        settings = self.model.settings
+        return suite_estimates(self.benchmark.behaviour, self.scored_items, settings.n_bootstrap, settings.seed)
+
+    @cached_property
+    def sample_records(self) -> tuple[SampleRecord, ...]:
+        """Per sample: its behaviour outcomes (when the benchmark has behaviour) and, at every chosen layer, its
+        attention over the question rows and its key distance (:class:`~bias_suite.metrics.samples.SampleRecord`)."""
+        layers = {layer: self._layer_measures(layer) for layer in self.model.layers}
+        kind = self.benchmark.behaviour
+        outcomes = [tuple(item_outcomes(kind, item).items()) for item in self.scored_items] or [()] * len(self.captures)
+        return tuple(
+            SampleRecord(self.model.spec, self.benchmark.name, capture.sample_id, int(capture.image_mask.sum()),
+                         outcome, tuple(layers[layer][index] for layer in self.model.layers))
+            for index, (capture, outcome) in enumerate(zip(self.captures, outcomes)))
+
+    def _layer_measures(self, layer: int) -> list[LayerMeasures]:
+        image_keys, text_keys, attention = [], [], []
+        for capture, n_answer in zip(self.captures, self.answer_tokens):
+            rows = self._prompt_key_rows(capture, n_answer)
+            is_image = capture.image_mask[capture.key_positions[rows]]
+            keys = capture.layers[layer].pre_rope_keys[rows]
+            image_keys.append(keys[is_image])
+            text_keys.append(keys[~is_image])
+            shares = capture.row_shares_at(layer, query_positions(capture.image_mask, n_answer)["question"])
+            attention.append({name: float(getattr(shares, name).double().nanmean())
+                              for name in ("visual_share", "visual_share_nosink", "logit_gap", "visual_log_odds",
+                                           "sink_mass")})
+        distances = key_distances(image_keys, torch.cat(text_keys)).tolist()
+        return [LayerMeasures(layer, key_distance=distance, **means) for means, distance in zip(attention, distances)]
+
+    def coupling(self, layer: int, outcome: str = "margin") -> dict[str, Estimate]:
+        """Spearman ρ over samples between each internal measure at ``layer`` and the behaviour ``outcome``
+        (default: the probe answer's margin, nats), with a bootstrap over items
+        (:func:`bias_suite.metrics.samples.coupling_estimates`); empty without behaviour."""
+        if not self.scored_items:
+            return {}
+        settings = self.model.settings
+        return coupling_estimates(self.sample_records, layer, outcome, settings.n_bootstrap, settings.seed)
+
+    def by_image_tokens(self, layer: int, measure: str = "visual_share") -> dict[int, Estimate]:
+        """``measure`` (a :class:`~bias_suite.metrics.samples.LayerMeasures` field) at ``layer`` per stratum of
+        image-token count, each with a bootstrap over its samples."""
+        settings = self.model.settings
+        return by_image_tokens(self.sample_records, layer, measure, settings.n_bootstrap, settings.seed)
 

@@ -20,7 +20,8 @@ from bias_suite.layers import LayerSelector
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
-BUILTIN_BENCHMARK_NAMES = ("photos", "shapes", "text-in-image", "conflict")  # bias_suite.benchmarks.BUILTIN_BENCHMARKS
+BUILTIN_BENCHMARK_NAMES = ("photos", "shapes", "text-in-image", "conflict", "language-prior", "conflict-levels",
+                           "caption-variants", "paired-images")  # bias_suite.benchmarks.BUILTIN_BENCHMARKS
 DEFAULT_BENCHMARKS = ("photos", "shapes", "conflict")
 DEFAULT_SAMPLES = 16
 MIN_SAMPLES = 3  # key-space statistics pair distinct samples and cross-validate over them

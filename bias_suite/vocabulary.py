@@ -71,7 +71,7 @@ class CaseKind(_Word):
 
     KEYSPACE = "keyspace"  # key separation of one layer
     ATTENTION = "attention"  # attention share of one layer
-    BEHAVIOUR = "behaviour"  # answers on conflict samples (no layer)
+    BEHAVIOUR = "behaviour"  # scored answers of a benchmark with behaviour (no layer; coupling rows per layer)
 
     @property
     def test_name(self) -> str:
@@ -80,3 +80,15 @@ class CaseKind(_Word):
 
 _TEST_NAMES = {CaseKind.KEYSPACE: "key_separation", CaseKind.ATTENTION: "attention_share",
                CaseKind.BEHAVIOUR: "text_preference"}
+
+
+class BehaviourKind(_Word):
+    """Which behaviour suite a benchmark's items belong to: it says how their scored answers are counted
+    (:mod:`bias_suite.metrics.suites`). The built-ins and the public files that share a design share a kind."""
+
+    CONFLICT = "conflict"  # image + contradicting caption: text_preference_rate
+    LANGUAGE_PRIOR = "language-prior"  # built-in VLind-style stages, model-relative prior
+    VLIND = "vlind"  # VLind-Bench's released file: declared commonsense, True/False statements
+    CONFLICT_LEVELS = "conflict-levels"  # V-FAT-style levels (built-in L0–L3, or the assumed V-FAT file)
+    CAPTION_VARIANTS = "caption-variants"  # matching / corrupted / irrelevant captions
+    PAIRED_IMAGES = "paired-images"  # MMVP-style pairs of images that differ in one attribute

@@ -12,8 +12,9 @@ import numpy as np
 from bias_suite.benchmarks.sample import Sample
 from bias_suite.errors import BenchmarkError
 from bias_suite.options import validate_seed  # noqa: F401  (re-exported: the library's seed check)
+from bias_suite.vocabulary import BehaviourKind
 
-SOURCES = ("builtin", "tsv", "jsonl", "hf-dataset", "parquet")
+SOURCES = ("builtin", "tsv", "jsonl", "hf-dataset", "parquet", "mmvp", "vlind", "vfat", "caption-jsonl")
 CONTENT_HASH_CHARS = 16
 
 
@@ -25,6 +26,7 @@ class Benchmark:
     source: how the samples were read, one of :data:`SOURCES`.
     samples: the samples actually yielded (after subsampling), in benchmark order; ids are unique.
     seed: the seed of the built-in scenes and of the subsample.
+    suite: the behaviour suite whose scored queries the samples carry (:class:`BehaviourKind`), or None.
     content_hash: first 16 hex digits of a sha256 over every sample's id, texts and RGB pixels
         (see :func:`content_hash`), computed here so it always describes ``samples``.
     """
@@ -34,6 +36,7 @@ class Benchmark:
     samples: tuple[Sample, ...]
     seed: int = 0
     n_rows: int | None = None  # items the source holds (a seeded subset decodes only ``size`` of them)
+    suite: BehaviourKind | None = None
     content_hash: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -42,6 +45,12 @@ class Benchmark:
         if not self.samples:
             raise BenchmarkError(f"benchmark {self.name!r} has no samples")
         object.__setattr__(self, "samples", tuple(self.samples))
+        if self.suite is not None:
+            object.__setattr__(self, "suite", BehaviourKind(self.suite))
+            without = [s.sample_id for s in self.samples if not s.queries]
+            if without:
+                raise BenchmarkError(f"benchmark {self.name!r} is a {self.suite} suite, but samples "
+                                     f"{without[:5]} carry no scored queries")
         check_unique_ids(
             [s.sample_id for s in self.samples], [f"samples[{i}]" for i in range(len(self.samples))], self.name,
             fix="give each sample its own sample_id",
@@ -66,6 +75,19 @@ class Benchmark:
         """True when every sample carries a caption that contradicts its image."""
         return all(s.conflicting_caption is not None for s in self.samples)
 
+    @property
+    def behaviour(self) -> BehaviourKind | None:
+        """How the benchmark's answers are counted: its ``suite``, or ``conflict`` when every sample carries a
+        contradicting caption; None when it has no behaviour metric."""
+        if self.suite is not None:
+            return self.suite
+        return BehaviourKind.CONFLICT if self.has_conflicts else None
+
+    @property
+    def has_behaviour(self) -> bool:
+        """True when the benchmark yields behaviour metrics (a gate run adds a behaviour case for it)."""
+        return self.behaviour is not None
+
     def summary(self) -> dict[str, str | int]:
         """What a report records about the benchmark: name, source, size, seed and content hash."""
         return {"name": self.name, "source": self.source, "size": self.size, "seed": self.seed,
@@ -78,7 +100,9 @@ def content_hash(samples: Sequence[Sample]) -> str:
     Covers each sample's id, prompt, answer, conflicting caption and caption answer, and its image as
     the model receives it: RGB mode, ``(width, height)`` and raw pixel bytes. Raw pixels rather than an
     encoded file keep the hash independent of PNG/JPEG encoder versions; every field is length-prefixed
-    so that moving text from one field to the next changes the hash.
+    so that moving text from one field to the next changes the hash. A behaviour item's queries (role,
+    prompt, candidates, answer, trap, meta and own image) follow its sample; samples without queries hash
+    exactly as before queries existed.
     """
     digest = hashlib.sha256()
 
@@ -93,10 +117,28 @@ def content_hash(samples: Sequence[Sample]) -> str:
         texts = (sample.sample_id, sample.prompt, sample.answer, sample.conflicting_caption, sample.caption_answer)
         for text in texts:
             put(None if text is None else text.encode("utf-8"))
-        rgb = sample.image.convert("RGB")
-        put(f"{rgb.width}x{rgb.height}".encode())
-        put(rgb.tobytes())
+        put_image(put, sample.image)
+        if sample.queries:
+            put(f"queries:{len(sample.queries)}".encode())
+        for query in sample.queries:
+            for text in (query.role, query.prompt, query.answer, query.trap, *query.candidates):
+                put(None if text is None else text.encode("utf-8"))
+            put(f"candidates:{len(query.candidates)};meta:{len(query.meta)}".encode())
+            for key, value in query.meta:
+                put(key.encode("utf-8"))
+                put(value.encode("utf-8"))
+            if query.image is None:
+                put(None)
+            else:
+                put_image(put, query.image)
     return digest.hexdigest()[:CONTENT_HASH_CHARS]
+
+
+def put_image(put, image) -> None:
+    """Hash an image as the model receives it: RGB, ``(width, height)``, raw pixels."""
+    rgb = image.convert("RGB")
+    put(f"{rgb.width}x{rgb.height}".encode())
+    put(rgb.tobytes())
 
 
 def check_unique_ids(sample_ids: Sequence[str], locations: Sequence[str], benchmark: str, fix: str) -> None:

@@ -30,8 +30,9 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from bias_suite.benchmarks.benchmark import Benchmark, check_unique_ids, subsample_indices
-from bias_suite.benchmarks.sample import Sample
+from bias_suite.benchmarks.sample import Query, Sample
 from bias_suite.errors import BenchmarkError
+from bias_suite.vocabulary import BehaviourKind
 
 ID_COLUMNS = ("id", "index")
 IMAGE_COLUMN = "image"
@@ -46,6 +47,8 @@ class PendingSample:
 
     location: where the row is, for error messages (e.g. ``"bench.jsonl line 4"``).
     read_image: decodes the image; raises :class:`BenchmarkError` naming ``location`` if it cannot.
+    read_queries: for behaviour items, builds the item's scored queries (decoding their images); the first is
+        the probe and must match ``prompt`` and ``answer`` (see :class:`~bias_suite.benchmarks.sample.Sample`).
     """
 
     sample_id: str
@@ -55,10 +58,12 @@ class PendingSample:
     answer: str | None = None
     conflicting_caption: str | None = None
     caption_answer: str | None = None
+    read_queries: Callable[[], tuple[Query, ...]] | None = None
 
     def to_sample(self) -> Sample:
+        queries = () if self.read_queries is None else self.read_queries()
         return Sample(self.sample_id, self.read_image(), self.prompt, self.answer, self.conflicting_caption,
-                      self.caption_answer, source=self.location)
+                      self.caption_answer, queries, source=self.location)
 
 
 def optional_text(value: object) -> str | None:
@@ -178,8 +183,10 @@ def decode_image(data: bytes, location: str) -> Image.Image:
         ) from error
 
 
-def confined_image_path(folder: Path, written: str, location: str, allow_outside: bool) -> Path:
-    """``folder / written``, refused (naming ``location`` and ``written``) if it resolves outside ``folder``.
+def confined_image_path(folder: Path, written: str, location: str, allow_outside: bool,
+                        what: str = "the JSONL file's folder") -> Path:
+    """``folder / written``, refused (naming ``location``, ``written`` and ``what`` the folder is) if it resolves
+    outside ``folder``.
 
     Resolving follows ``..``, absolute paths and symlinks, so none of them can reach a file outside the
     benchmark's folder unless ``allow_outside`` (``load_benchmark(..., allow_paths_outside=True)``).
@@ -188,7 +195,7 @@ def confined_image_path(folder: Path, written: str, location: str, allow_outside
     if allow_outside or path.resolve().is_relative_to(folder.resolve()):
         return path
     raise BenchmarkError(
-        f"{location}: image path {written!r} leads outside the JSONL file's folder {str(folder)!r} "
+        f"{location}: image path {written!r} leads outside {what} {str(folder)!r} "
         f"(to {str(path.resolve())!r}); move the image under that folder and use a relative path, or pass "
         "allow_paths_outside=True to load_benchmark if you trust the file"
     )
@@ -203,11 +210,14 @@ def open_image_file(path: Path, location: str, relative_to: str) -> Image.Image:
     return decode_image(path.read_bytes(), f"{location} (image file {str(path)!r})")
 
 
-def finish(name: str, source: str, pending: Sequence[PendingSample], n_samples: int | None, seed: int) -> Benchmark:
-    """Check ids across all rows, take the seeded subsample, decode its images, and build the Benchmark."""
+def finish(name: str, source: str, pending: Sequence[PendingSample], n_samples: int | None, seed: int,
+           suite: BehaviourKind | None = None) -> Benchmark:
+    """Check ids across all rows, take the seeded subsample, decode its images, and build the Benchmark
+    (``suite``: the behaviour suite of a file whose rows carry scored queries)."""
     if not pending:
         raise BenchmarkError(f"benchmark file {name!r} has no samples (it is empty or has only a header)")
     check_unique_ids([p.sample_id for p in pending], [p.location for p in pending], name,
                      fix="give each row its own 'id' (or 'index')")
     kept = [pending[i] for i in subsample_indices(len(pending), n_samples, seed)]
-    return Benchmark(name, source, tuple(p.to_sample() for p in kept), seed=seed, n_rows=len(pending))
+    return Benchmark(name, source, tuple(p.to_sample() for p in kept), seed=seed, n_rows=len(pending),
+                     suite=suite)

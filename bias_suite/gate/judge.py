@@ -48,8 +48,10 @@ class Gauge:
         """One row. Only pooled values (``head=None``) are gated; per-head rows are ``unchecked`` detail.
         ``max_increase`` rules bound paired changes (:mod:`bias_suite.gate.changes`), not values."""
         direction = spec_of(metric).direction
+        undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
         base = ResultRow(self.model, benchmark, layer, head, metric, estimate.value, estimate.ci, Status.UNCHECKED,
-                         direction=direction, replicates=estimate.replicates if head is None else None)
+                         direction=direction, replicates=estimate.replicates if head is None else None,
+                         message=undefined if estimate.undefined_because else "")
         rules = [] if head is not None else self._rules(metric, benchmark, layer)
         if not rules:
             return base
@@ -66,7 +68,6 @@ class Gauge:
                 status = Status.INCONCLUSIVE
             judged.append((status, file, rule, problem or ""))
         status, file, rule, problem = max(judged, key=lambda item: item[0].severity)
-        undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
         message = undefined if status is Status.ERROR else problem
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
                        rule=rule_reference(file, rule), message=message)

@@ -340,6 +340,8 @@ def _parse_rule(path: Path, index: int, entry, known_benchmarks: set[str]) -> Ru
 
 
 def _not_gateable_reason(spec) -> str:
+    if spec.reported_because:
+        return spec.reported_because
     if spec.direction is None:
         return "it has no direction in which it means more bias"
     return "its expected value depends on the number of samples and tokens (see its estimator)"

@@ -2,9 +2,12 @@
 
 Key-space separation of image and text keys (:mod:`~bias_suite.metrics.keyspace` with its kernel,
 classifier and moment statistics), attention rows and their shares (:mod:`~bias_suite.metrics.attention_rows`,
-:mod:`~bias_suite.metrics.attention_share`), behaviour rates (:mod:`~bias_suite.metrics.behaviour`), every
-estimate with a bootstrap interval over samples (:mod:`~bias_suite.metrics.estimate`), and the registry of
-every metric's facts (:mod:`~bias_suite.metrics.registry`). Pure torch, CPU or CUDA: nothing here imports
+:mod:`~bias_suite.metrics.attention_share`), behaviour rates (:mod:`~bias_suite.metrics.behaviour`) and each
+behaviour suite's counting of scored answers (:mod:`~bias_suite.metrics.suites`), per-sample records and the
+rank coupling of internals with behaviour (:mod:`~bias_suite.metrics.samples`,
+:mod:`~bias_suite.metrics.coupling`), every estimate with a bootstrap interval over samples
+(:mod:`~bias_suite.metrics.estimate`), and the registry of every metric's facts
+(:mod:`~bias_suite.metrics.registry`). Pure torch, CPU or CUDA: nothing here imports
 transformers. May import: errors, layers, options, vocabulary (wing 1).
 """
 
@@ -16,21 +19,26 @@ from bias_suite.metrics.attention_share import (
     summarise_attention,
 )
 from bias_suite.metrics.behaviour import rate_estimate
+from bias_suite.metrics.coupling import rank_coupling
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
 from bias_suite.metrics.keyspace import KeySpaceConfig, KeySpaceResult, keyspace_metrics, keyspace_metrics_by_layer
 from bias_suite.metrics.registry import (
     ATTENTION_METRICS,
     BEHAVIOUR_METRICS,
+    COUPLING_METRICS,
     ESTIMATORS,
     KEYSPACE_METRICS,
     METRICS,
     MetricSpec,
     spec_of,
 )
+from bias_suite.metrics.samples import LayerMeasures, SampleRecord, coupling_estimates
+from bias_suite.metrics.suites import ScoredItem, ScoredQuery, suite_estimates
 
 __all__ = [
     "ATTENTION_METRICS",
     "BEHAVIOUR_METRICS",
+    "COUPLING_METRICS",
     "ESTIMATORS",
     "KEYSPACE_METRICS",
     "METRICS",
@@ -38,17 +46,24 @@ __all__ = [
     "Estimate",
     "KeySpaceConfig",
     "KeySpaceResult",
+    "LayerMeasures",
     "MetricSpec",
     "RowShares",
+    "SampleRecord",
+    "ScoredItem",
+    "ScoredQuery",
     "attention_rows",
     "bootstrap_weights",
+    "coupling_estimates",
     "keyspace_metrics",
     "keyspace_metrics_by_layer",
     "query_positions",
+    "rank_coupling",
     "rate_estimate",
     "row_shares",
     "sample_flips",
     "spec_of",
+    "suite_estimates",
     "summarise_attention",
     "with_interval",
 ]

@@ -24,6 +24,11 @@ class RowShares:
     visual_share_norm: Tensor  # visual_share ÷ (visible image keys / visible keys)
     visual_share_nosink: Tensor  # share with sink keys removed and the row renormalised
     logit_gap: Tensor  # mean scaled q·k over visible text keys − over visible image keys
+    # log(attention on non-sink image keys ÷ on non-sink text keys) − log(their counts' ratio), nats:
+    # the mean attention one image key gets relative to one text key; NaN without non-sink keys of a modality
+    visual_log_odds: Tensor
+    sink_mass: Tensor  # Σ attention on sink keys (first token and massive activations, both modalities)
+    visual_sink_mass: Tensor  # Σ attention on image sink keys
 
     def select(self, rows: Tensor) -> RowShares:
         """The statistics of ``rows`` (indices along the row axis of unbatched statistics)."""
@@ -77,24 +82,39 @@ def row_statistics(scores: Tensor, visible: Tensor, image_mask: Tensor, sink_mas
     ``scores``' memory (capture passes scores nobody else holds); otherwise they are copied once.
 
     Every sum over keys is one matrix product against a few per-key masks (text, image; image, image
-    without sinks, not a sink): hidden scores are zeroed for the score sums, then set to −inf for the
-    softmax, so attention is zero on them.
+    without sinks, not a sink, sink, image sink, text without sinks): hidden scores are zeroed for the score
+    sums, then set to −inf for the softmax, so attention is zero on them.
+
+    ``visual_log_odds`` removes the token counts from the share: with ``m`` the attention mass and ``n`` the
+    number of visible non-sink keys of each modality, it is ``log(m_image / m_text) − log(n_image / n_text)``,
+    the log of the mean attention an image key receives relative to a text key. When each modality's keys
+    are exchangeable (per-key scores drawn from one distribution), a processor that emits more or fewer
+    image tokens changes the share but not this quantity; sinks are left out because a sink takes its mass
+    whatever the count. Masses are floored at 1e-30 before the logarithm.
     """
     *batch, n_heads, n_rows, n_tokens = scores.shape
     hidden = ~visible[..., None, :, :]
     kept = ~sink_mask
-    key_masks = torch.stack([~image_mask, image_mask, image_mask & kept, kept], -1).float()  # [..., n, 4]
+    key_masks = torch.stack([~image_mask, image_mask, image_mask & kept, kept, sink_mask, image_mask & sink_mask,
+                             ~image_mask & kept], -1).float()  # [..., n, 7]
     flat = (*batch, n_heads * n_rows, n_tokens)
     scores = scores if overwrite_scores else scores.clone()
     scores.masked_fill_(hidden, 0.0)
     totals = torch.matmul(scores.reshape(flat), key_masks[..., :2]).reshape(*batch, n_heads, n_rows, 2)
     probabilities = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1)
-    mass = torch.matmul(probabilities.reshape(flat), key_masks[..., 1:]).reshape(*batch, n_heads, n_rows, 3)
-    counts = torch.matmul(visible.float(), key_masks[..., :2])[..., None, :, :]  # [..., 1, R, 2] visible text, image
-    means = totals / counts
+    # image, image not sink, not sink, sink, image sink, text not sink
+    mass = torch.matmul(probabilities.reshape(flat), key_masks[..., 1:]).reshape(*batch, n_heads, n_rows, 6)
+    # visible text, image, image not sink, text not sink: [..., 1, R, 4]
+    counts = torch.matmul(visible.float(), key_masks[..., [0, 1, 2, 6]])[..., None, :, :]
+    means = totals / counts[..., :2]
     share = mass[..., 0]
     image_fraction = counts[..., 1] / (counts[..., 0] + counts[..., 1])  # [..., 1, R]
-    statistics = (share, share / image_fraction, mass[..., 1] / mass[..., 2], means[..., 0] - means[..., 1])
+    tiny = 1e-30
+    log_odds = (mass[..., 1].clamp_min(tiny).log() - mass[..., 5].clamp_min(tiny).log()
+                - counts[..., 2].log() + counts[..., 3].log())
+    log_odds = log_odds.masked_fill((counts[..., 2] == 0) | (counts[..., 3] == 0), float("nan"))
+    statistics = (share, share / image_fraction, mass[..., 1] / mass[..., 2], means[..., 0] - means[..., 1],
+                  log_odds, mass[..., 3], mass[..., 4])
     return RowShares(*(value.transpose(-1, -2) for value in statistics))
 
 

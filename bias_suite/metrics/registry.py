@@ -26,7 +26,7 @@ from bias_suite.options import MIN_GATED_SAMPLES  # noqa: F401  (a statistical f
 HIGHER_IS_WORSE = "higher_is_worse"
 LOWER_IS_WORSE = "lower_is_worse"
 DIRECTIONS = (HIGHER_IS_WORSE, LOWER_IS_WORSE)
-KEYSPACE, ATTENTION, BEHAVIOUR = "keyspace", "attention", "behaviour"
+KEYSPACE, ATTENTION, BEHAVIOUR, COUPLING = "keyspace", "attention", "behaviour", "coupling"
 QUERY_SETS = ("last", "question", "answer")
 
 
@@ -35,7 +35,7 @@ class MetricSpec:
     """The facts of one metric. ``direction`` is None for descriptive metrics (no "worse")."""
 
     name: str
-    family: str  # keyspace, attention or behaviour
+    family: str  # keyspace, attention, behaviour or coupling
     summary: str  # one line: what it is
     estimator: str  # how it is computed (recorded with every result)
     direction: str | None
@@ -44,6 +44,7 @@ class MetricSpec:
     gateable: bool
     size_invariant: bool  # expected value independent of --samples and the token cap
     tolerance: float | None = None  # default tolerance of a paired change, in the worse direction, in its units
+    reported_because: str = ""  # why a metric that is not gateable is only reported, when not the default reasons
 
     @property
     def range(self) -> tuple[float, float]:
@@ -54,10 +55,11 @@ class MetricSpec:
 
 
 def _spec(name, family, summary, estimator, direction, low, high, gateable, size_invariant=True,
-          tolerance=None) -> MetricSpec:
+          tolerance=None, reported_because="") -> MetricSpec:
     if gateable and tolerance is None:
         raise ValueError(f"{name}: a gateable metric needs a default tolerance for paired changes")
-    return MetricSpec(name, family, summary, estimator, direction, low, high, gateable, size_invariant, tolerance)
+    return MetricSpec(name, family, summary, estimator, direction, low, high, gateable, size_invariant, tolerance,
+                      reported_because)
 
 
 _INF = math.inf
@@ -111,24 +113,135 @@ _ATTENTION = (
     _spec("visual_heads_fraction", ATTENTION, "fraction of query heads whose mean visual share exceeds 0.2",
           "per head mean share over rows and samples, thresholded", LOWER_IS_WORSE, 0.0, 1.0, gateable=True,
           tolerance=0.1),
+    _spec("visual_log_odds", ATTENTION, "visual share adjusted for the image-token count: log of the mean attention "
+          "one image key gets ÷ one text key (nats; 0 = in proportion to token count)",
+          "per row log(non-sink image mass ÷ non-sink text mass) − log(non-sink image keys ÷ non-sink text keys); "
+          "mean over rows, heads and samples; unchanged by the number of image tokens when image keys are "
+          "exchangeable", LOWER_IS_WORSE, -_INF, _INF, gateable=True, tolerance=0.1),
+    _spec("sink_mass", ATTENTION, "attention mass on sink keys (the first token and massive activations of "
+          "either modality)", "per row Σ attention on sinks (input max|h| > 20 × its modality's median), mean over "
+          "rows, heads and samples", None, 0.0, 1.0, gateable=True, tolerance=0.05),
+    _spec("visual_sink_mass", ATTENTION, "attention mass on image sink keys (massive activations among image tokens)",
+          "per row Σ attention on image sinks, mean over rows, heads and samples", None, 0.0, 1.0, gateable=True,
+          tolerance=0.05),
 )
-_BEHAVIOUR = (
-    _spec("text_preference_rate", BEHAVIOUR, "fraction of conflict samples where the caption's answer wins",
-          "teacher-forced answer log-likelihood, caption-implied vs image-true answer; ties follow the image",
-          HIGHER_IS_WORSE, 0.0, 1.0, gateable=True, tolerance=0.1),
-)
+_RATE = "rate_estimate over the items (ties go to the first candidate, which never favours the answer)"
+_QUALIFIED = ("rate_estimate over the qualified items only; undefined (NaN, 'n of N items qualified') when fewer "
+              "than 10 qualify")
+_ITEM_BOOTSTRAP = "bootstrap over items (with_interval, replicates kept)"
+_STAGE = "a VLind stage (diagnostic): gate language_prior_rate or prior_adherence_rate"
+_PERCEPTION = "perception without any text pressure, a control: it says whether the model sees, not its text bias"
+_SUBSET = "a quarter of the pairs: a handful at the default --samples, read it beside paired_accuracy"
 
-METRICS: Mapping[str, MetricSpec] = {spec.name: spec for spec in (*_KEYSPACE, *_ATTENTION, *_BEHAVIOUR)}
+
+def _behaviour(name, summary, estimator, direction, gateable=True, low=0.0, high=1.0, reported_because="",
+               tolerance=0.1):
+    """A behaviour metric: a rate or a score in [0, 1] unless said, a paired change of 0.1 tolerated."""
+    return _spec(name, BEHAVIOUR, summary, estimator, direction, low, high, gateable,
+                 tolerance=tolerance if gateable else None, reported_because=reported_because)
+
+
+_BEHAVIOUR = (
+    _behaviour("text_preference_rate", "fraction of conflict samples where the caption's answer wins",
+               "teacher-forced answer log-likelihood, caption-implied vs image-true answer; ties follow the image",
+               HIGHER_IS_WORSE),
+    # language-prior (built-in, model-relative) and VLind-Bench files
+    _behaviour("prior_adherence_rate", "language-prior: how often the model keeps its own blank-canvas answer when "
+               "the image shows another colour (qualified: perception passes and the image's colour is not that "
+               "answer)", _QUALIFIED, HIGHER_IS_WORSE),
+    _behaviour("language_prior_rate", "VLind's language-prior score: 1 − the LP pass share over items passing "
+               "knowledge, perception and commonsense bias (CK ∧ VP ∧ CB)", _QUALIFIED + "; VLind files: the mean "
+               "over items of the failing share of their good images, " + _ITEM_BOOTSTRAP, HIGHER_IS_WORSE),
+    _behaviour("language_prior_rate_kp", "language_prior_rate qualified by knowledge and perception only (CK ∧ VP)",
+               _QUALIFIED, HIGHER_IS_WORSE),
+    _behaviour("ck_pass_rate", "VLind stage CK: the commonsense is known from text alone", _RATE, LOWER_IS_WORSE,
+               gateable=False, reported_because=_STAGE),
+    _behaviour("vp_pass_rate", "VLind stage VP: the counterfactual image is perceived", _RATE, LOWER_IS_WORSE,
+               gateable=False, reported_because=_STAGE),
+    _behaviour("cb_pass_rate", "VLind stage CB: a context that states the counterfactual is followed (over CK "
+               "passes)", _QUALIFIED, LOWER_IS_WORSE, gateable=False, reported_because=_STAGE),
+    _behaviour("image_sensitivity_rate", "language-prior: how often the answer changes between the counterfactual "
+               "and the factual image (0: image-blind)", _RATE, LOWER_IS_WORSE),
+    # conflict-levels (built-in) and V-FAT files
+    _behaviour("l0_accuracy", "conflict-levels L0: typical image, neutral question", _RATE, LOWER_IS_WORSE,
+               gateable=False, reported_because=_PERCEPTION),
+    _behaviour("l1_accuracy", "V-FAT L1 (atypical image, neutral question): accuracy", _RATE, LOWER_IS_WORSE),
+    _behaviour("l2_accuracy", "V-FAT L2 (misleading instruction): accuracy", _RATE, LOWER_IS_WORSE),
+    _behaviour("l3_accuracy", "V-FAT L3 (atypical image and misleading instruction): accuracy", _RATE, LOWER_IS_WORSE),
+    _behaviour("l1_trap_rate", "V-FAT L1: share of answers equal to the prior's (textual dominance)", _RATE,
+               HIGHER_IS_WORSE),
+    _behaviour("l2_trap_rate", "V-FAT L2: share of answers equal to the instruction's", _RATE, HIGHER_IS_WORSE),
+    _behaviour("l3_trap_rate", "V-FAT L3: share of answers equal to the prior's and instruction's", _RATE,
+               HIGHER_IS_WORSE),
+    _behaviour("visual_robustness_score", "V-FAT's VRS (reconstructed): per level the harmonic mean of accuracy and "
+               "1 − trap rate, averaged over L1–L3; lucky guesses that follow the text earn nothing",
+               "2·acc·(1 − trap) ÷ (acc + 1 − trap) per level, mean over the levels present; " + _ITEM_BOOTSTRAP,
+               LOWER_IS_WORSE),
+    _behaviour("layout_consistent_accuracy", "conflict-levels: share of layouts answered right at all four levels "
+               "(an image-blind model scores 0)", _RATE, LOWER_IS_WORSE),
+    # caption-variants (built-in) and caption-variant files
+    _behaviour("none_accuracy", "caption-variants: accuracy on the question alone", _RATE, LOWER_IS_WORSE,
+               gateable=False, reported_because=_PERCEPTION),
+    _behaviour("matching_accuracy", "caption-variants: accuracy after a true, relevant caption", _RATE,
+               LOWER_IS_WORSE),
+    _behaviour("corrupted_accuracy", "caption-variants: accuracy after a false, relevant caption", _RATE,
+               LOWER_IS_WORSE),
+    _behaviour("irrelevant_accuracy", "caption-variants: accuracy after a true caption about something else",
+               _RATE, LOWER_IS_WORSE),
+    _behaviour("caption_following_rate", "caption-variants: how often the corrupted caption's answer out-scores the "
+               "image's (comparable with text_preference_rate)",
+               "two-way teacher-forced log-likelihood, ties follow the image; " + _RATE, HIGHER_IS_WORSE),
+    _behaviour("seeing_caption_following_rate", "caption_following_rate over items the model answers right without "
+               "a caption (qualified: it sees the answer)", _QUALIFIED, HIGHER_IS_WORSE),
+    _behaviour("matching_text_preference_rate", "Words or Vision's text preference, matching captions: where the "
+               "text-only and image-only answers differ, how often the captioned answer is the text-only one",
+               _QUALIFIED.replace("qualified items", "items whose text-only and image-only answers differ"),
+               HIGHER_IS_WORSE),
+    _behaviour("corrupted_text_preference_rate", "Words or Vision's text preference, corrupted captions",
+               _QUALIFIED.replace("qualified items", "items whose text-only and image-only answers differ"),
+               HIGHER_IS_WORSE),
+    _behaviour("irrelevant_text_preference_rate", "Words or Vision's text preference, irrelevant captions",
+               _QUALIFIED.replace("qualified items", "items whose text-only and image-only answers differ"),
+               HIGHER_IS_WORSE),
+    # paired-images (built-in) and MMVP folders
+    _behaviour("paired_accuracy", "MMVP's score: share of pairs whose two images are both answered right "
+               "(image-blind: 0, coin flips: 0.25)", _RATE, LOWER_IS_WORSE),
+    _behaviour("same_answer_rate", "share of pairs given the same answer for both images (image-blind: 1)", _RATE,
+               HIGHER_IS_WORSE),
+    _behaviour("member_accuracy", "accuracy per image of the pairs", "mean over pairs of the pair's share right; "
+               + _ITEM_BOOTSTRAP, LOWER_IS_WORSE),
+    _behaviour("pairing_gap", "member_accuracy − paired_accuracy: how much per-image accuracy overstates what is "
+               "seen", _ITEM_BOOTSTRAP, HIGHER_IS_WORSE, low=-1.0, high=1.0),
+    *(_behaviour(f"{attribute}_paired_accuracy",
+                 f"paired_accuracy of the pairs that differ in {attribute.replace('_', ' ')}", _RATE, LOWER_IS_WORSE,
+                 gateable=False, reported_because=_SUBSET)
+      for attribute in ("colour", "position", "count", "kind_count")),
+)
+COUPLING_MEASURES = ("visual_share", "visual_share_nosink", "logit_gap", "key_distance")
+# gateable only where the interval's coverage was measured at ≥ 0.90 (tests/metrics/test_coupling.py)
+COUPLING_COVERAGE_OK = True
+_COUPLING = tuple(
+    _spec(f"{measure}_coupling", COUPLING, f"Spearman rank correlation over samples between each sample's {measure} "
+          "(question rows) and its probe answer's margin (nats the image-true answer wins by)",
+          "Spearman ρ of average ranks; percentile interval of a cluster bootstrap over item ids "
+          "(bias_suite.metrics.coupling), replicates kept", None, -1.0, 1.0, gateable=COUPLING_COVERAGE_OK,
+          tolerance=0.2 if COUPLING_COVERAGE_OK else None,
+          reported_because="" if COUPLING_COVERAGE_OK else "its bootstrap interval covered the true value less than "
+          "90% of the time on synthetic data")
+    for measure in COUPLING_MEASURES)
+
+METRICS: Mapping[str, MetricSpec] = {spec.name: spec for spec in (*_KEYSPACE, *_ATTENTION, *_BEHAVIOUR, *_COUPLING)}
 KEYSPACE_METRICS = tuple(spec.name for spec in _KEYSPACE)
 ATTENTION_METRICS = tuple(spec.name for spec in _ATTENTION)
 BEHAVIOUR_METRICS = tuple(spec.name for spec in _BEHAVIOUR)
+COUPLING_METRICS = tuple(spec.name for spec in _COUPLING)
 ESTIMATORS: Mapping[str, str] = {spec.name: spec.estimator for spec in _KEYSPACE}
 
 
 def metric_names() -> tuple[str, ...]:
     """Every name a result row or a rule may carry (attention metrics with their query set)."""
     return (*KEYSPACE_METRICS, *(f"{name}.{query}" for name in ATTENTION_METRICS for query in QUERY_SETS),
-            *BEHAVIOUR_METRICS)
+            *BEHAVIOUR_METRICS, *COUPLING_METRICS)
 
 
 def spec_of(metric: str) -> MetricSpec:

@@ -25,10 +25,14 @@ from bias_suite import __version__
 from bias_suite.gate.changes import Change
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord, ModelVerdict
 from bias_suite.gate.rows import Bound, ResultRow, worst
+from bias_suite.metrics.registry import COUPLING
+from bias_suite.metrics.samples import SampleRecord
 from bias_suite.report.tables import (
     BEHAVIOUR_HEADERS,
     CARD_METRICS,
     CHANGE_HEADERS,
+    COUPLING_HEADERS,
+    SAMPLE_HEADERS,
     WORST_HEADERS,
     arrow,
     escape_markdown,
@@ -118,6 +122,7 @@ class ReportCard:
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     model_verdicts: Mapping[str, ModelVerdict] = field(default_factory=dict)
     reports: tuple[str, ...] = ()  # every report file of the run (the Markdown card names where the rest is)
+    samples: tuple[SampleRecord, ...] = ()  # per-sample outcomes and internals of the behaviour cases
 
     @classmethod
     def build(cls, record, drift: Sequence[str] = (), updates: Sequence[str] = (), problems: Sequence[str] = (),
@@ -138,6 +143,8 @@ class ReportCard:
                                                          c.metric, c.against))),
             not_baselined=tuple(not_baselined), strict_env=strict_env,
             model_verdicts=dict(sorted((verdicts or {}).items())), reports=tuple(reports),
+            samples=tuple(sorted(getattr(record, "samples", ()),
+                                 key=lambda s: (s.model, s.benchmark, s.sample_id))),
         )
 
     def with_problems(self, problems: Sequence[str]) -> ReportCard:
@@ -199,7 +206,7 @@ class ReportCard:
     def summary_rows(self) -> list[list[object]]:
         grouped: dict[tuple, dict[str, ResultRow]] = {}
         for row in self.pooled():
-            if row.layer is None and row.metric != "*":
+            if (row.layer is None and row.metric != "*") or metric_family(row.metric) == COUPLING:
                 continue
             grouped.setdefault((row.model, row.benchmark, row.layer), {})[row.metric] = row
         lines = []
@@ -223,6 +230,40 @@ class ReportCard:
         return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row),
                  "" if row.bound is None else Bound(row.bound, row.direction).describe(), row.status.value]
                 for row in self.pooled() if row.layer is None and metric_family(row.metric) == "behaviour"]
+
+    def coupling(self) -> list[ResultRow]:
+        """The coupling rows (Spearman ρ of an internal measure with the answer margin), pooled."""
+        return [row for row in self.pooled() if metric_family(row.metric) == COUPLING]
+
+    def coupling_rows(self) -> list[list[object]]:
+        """One table row per model × benchmark × layer: ρ [CI] of each internal measure with the margin."""
+        grouped: dict[tuple, dict[str, ResultRow]] = {}
+        for row in self.coupling():
+            grouped.setdefault((row.model, row.benchmark, row.layer), {})[row.metric.removesuffix("_coupling")] = row
+        measures = COUPLING_HEADERS[3:]
+        return [[model, benchmark, layer, *(format_estimate(found.get(name)).removesuffix(" *") for name in measures)]
+                for (model, benchmark, layer), found in sorted(grouped.items(), key=lambda item: (
+                    item[0][0], item[0][1], -1 if item[0][2] is None else item[0][2]))]
+
+    def sample_rows(self) -> list[list[object]]:
+        """One table row per model × benchmark × sample × layer: outcomes and internal measures."""
+        rows = []
+        for record in self.samples:
+            for measures in record.layers:
+                rows.append([record.model, record.benchmark, record.sample_id, record.n_image_tokens,
+                             _number(record.outcome("margin")), _number(record.outcome("correct")), measures.layer,
+                             _number(measures.visual_share), _number(measures.logit_gap),
+                             _number(measures.key_distance)])
+        return rows
+
+    def samples_json(self) -> list[dict]:
+        return [record.to_json() for record in self.samples]
+
+    def coupling_json(self) -> list[dict]:
+        return [{"model": row.model, "benchmark": row.benchmark, "layer": row.layer,
+                 "measure": row.metric.removesuffix("_coupling"), "outcome": "margin",
+                 **{key: value for key, value in row.to_json(with_replicates=False).items()
+                    if key in ("value", "ci", "status", "bound", "rule")}} for row in self.coupling()]
 
     def change_rows(self, judged: bool | None = None) -> list[list[object]]:
         """Every change as a table row (``judged`` True / False: only the judged / unchecked ones)."""
@@ -344,6 +385,8 @@ class ReportCard:
             "verdict_details": [self.verdict_of(model).to_json() for model in self.model_names()],
             "results": [row.to_json() for row in self.rows],
             "changes": [change.to_json() for change in self.changes],
+            "coupling": self.coupling_json(),
+            "samples": self.samples_json(),
             "problems": list(self.problems),
             "updates": list(self.updates),
             "drift": list(self.drift),
@@ -432,6 +475,15 @@ class _Markdown:
         if unchecked:
             sections.append((f"Changes no tolerance bounds ({len(unchecked)}; positive: more text bias)",
                              self.table(unchecked, CHANGE_HEADERS)))
+        coupling = card.coupling_rows()
+        if coupling:
+            sections.append((f"Coupling of internals with behaviour ({len(coupling)} rows: Spearman ρ [95% CI] over "
+                             "samples of each measure with the answer margin; + : more of it goes with answering "
+                             "from the image)", self.table(coupling, COUPLING_HEADERS)))
+        samples = card.sample_rows()
+        if samples:
+            sections.append((f"Per-sample records ({len(card.samples)} samples × layers: outcome and internals)",
+                             self.table(samples, SAMPLE_HEADERS)))
         summary = card.summary_rows()
         if summary:
             headers = ["model", "benchmark", "layer", *map(metric_header, CARD_METRICS), "status"]
@@ -463,3 +515,7 @@ class _Markdown:
             cut = f"\n\n*… cut at {limit} characters; the whole card is {self.elsewhere()}.*\n"
             parts = parts[: limit - len(cut)] + cut
         return parts
+
+
+def _number(value: float) -> str:
+    return format_number(value) if math.isfinite(value) else "—"

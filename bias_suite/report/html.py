@@ -21,7 +21,9 @@ from bias_suite.report.tables import (
     BEHAVIOUR_HEADERS,
     CARD_METRICS,
     CHANGE_HEADERS,
+    COUPLING_HEADERS,
     GATED_HEADERS,
+    SAMPLE_HEADERS,
     metric_header,
 )
 from bias_suite.report.tables import escape_html as _esc
@@ -193,6 +195,15 @@ def card_html(card) -> str:
                     if gated else "<p>No row was gated: no threshold rule covers what this run measured.</p>")
     if card.behaviour_rows():
         sections += ["<h2>Behaviour</h2>", _table(BEHAVIOUR_HEADERS, card.behaviour_rows(), status_column=5)]
+    if card.coupling_rows():
+        sections += ["<h2 id='coupling'>Coupling of internals with behaviour</h2>",
+                     "<p class='caption'>Spearman ρ [95% CI, bootstrap over items] over samples between each "
+                     "internal measure and the answer margin (nats the image-true answer wins by): does less visual "
+                     "attention go with answering from the text?</p>",
+                     _folded_table(COUPLING_HEADERS, card.coupling_rows(), None, "rows")]
+    if card.samples:
+        sections += [f"<h2 id='samples'>Per-sample records ({len(card.samples)})</h2>",
+                     _folded_table(SAMPLE_HEADERS, card.sample_rows(), None, "rows")]
     changes = card.change_rows()
     if changes:
         judged = sorted((row for row in changes if not row[-1].startswith("unchecked")),

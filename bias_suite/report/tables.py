@@ -74,5 +74,8 @@ GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bou
 BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "bound", "status"]
 CHANGE_HEADERS = ["model", "against", "benchmark", "layer", "metric", "baseline → candidate (change [95% CI])",
                   "tolerance", "status"]
+COUPLING_HEADERS = ["model", "benchmark", "layer", "visual_share", "visual_share_nosink", "logit_gap", "key_distance"]
+SAMPLE_HEADERS = ["model", "benchmark", "sample", "image tokens", "margin (nats)", "correct", "layer",
+                  "visual_share", "logit_gap", "key_distance"]
 WORST_HEADERS = ["benchmark", "layer", "metric", "baseline → candidate (change [95% CI]) or value [95% CI]",
                  "bound or tolerance", "margin (× tolerance)", "status"]

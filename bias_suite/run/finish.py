@@ -23,6 +23,7 @@ from bias_suite.gate.judge import describe_change, describe_row
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord, ModelVerdict
 from bias_suite.gate.rows import ResultRow
 from bias_suite.gate.thresholds import ThresholdFile
+from bias_suite.metrics.samples import SampleRecord
 from bias_suite.report.card import MARKDOWN_LIMIT, ReportCard
 from bias_suite.run.records import Case, CaseRecord
 from bias_suite.vocabulary import Status, Verdict
@@ -41,6 +42,7 @@ class RunRecord:
     settings: dict | None = None  # the run's settings as a threshold file records them (first model's key)
     keys: dict[str, dict] = field(default_factory=dict)  # model spec → its comparability key
     projections: list[KeyProjection] = field(default_factory=list)
+    samples: list[SampleRecord] = field(default_factory=list)  # per-sample records of the behaviour cases
     verdicts: dict[tuple, tuple[Verdict, str, bool]] = field(default_factory=dict)  # case key → verdict, why, covered
     measured: set[tuple] = field(default_factory=set)  # keys of the cases that recorded rows
     broken: dict[tuple, str] = field(default_factory=dict)  # cases that died before recording, and why
@@ -55,6 +57,7 @@ class RunRecord:
         if record is not None:
             self.rows.extend(record.rows)
             self.changes.extend(record.changes)
+            self.samples.extend(record.sample_records)
             self.measured.add(case.key)
             self.broken.pop(case.key, None)
             self.verdicts[case.key] = (record.verdict, record.message, record.covered)

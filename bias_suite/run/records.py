@@ -14,6 +14,7 @@ from pathlib import Path
 from bias_suite.gate.changes import Change
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
 from bias_suite.gate.rows import ResultRow
+from bias_suite.metrics.samples import SampleRecord
 from bias_suite.vocabulary import CaseKind, Status, Verdict
 
 
@@ -56,7 +57,9 @@ class CaseRecord:
 
     settings: the comparability key the case was measured with (``RunSettings.recorded()`` plus dtype,
     attention backend, processor image settings, torch and transformers major.minor); covered: whether
-    something that baselines the model (its family file, its blessed run, a reference) judged the case."""
+    something that baselines the model (its family file, its blessed run, a reference) judged the case;
+    sample_records: a behaviour case's per-sample outcomes and per-layer internals
+    (:class:`~bias_suite.metrics.samples.SampleRecord`)."""
 
     case: Case
     rows: tuple[ResultRow, ...]
@@ -70,6 +73,7 @@ class CaseRecord:
     verdict: Verdict = Verdict.NO_BASELINE
     message: str = ""
     covered: bool = False
+    sample_records: tuple[SampleRecord, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
@@ -89,7 +93,8 @@ class CaseRecord:
                 "settings": dict(self.settings),
                 "projection": None if self.projection is None else self.projection.to_json(),
                 "changes": [change.to_json() for change in self.changes], "verdict": self.verdict.value,
-                "message": self.message, "covered": self.covered}
+                "message": self.message, "covered": self.covered,
+                "sample_records": [record.to_json() for record in self.sample_records]}
 
     @classmethod
     def from_json(cls, data: Mapping) -> CaseRecord:
@@ -99,4 +104,5 @@ class CaseRecord:
                    None if data.get("projection") is None else KeyProjection.from_json(data["projection"]),
                    tuple(Change.from_json(change) for change in data.get("changes", ())),
                    Verdict(data.get("verdict", Verdict.NO_BASELINE.value)), data.get("message", ""),
-                   bool(data.get("covered", False)))
+                   bool(data.get("covered", False)),
+                   tuple(SampleRecord.from_json(record) for record in data.get("sample_records", ())))

@@ -94,7 +94,7 @@ class GateSession:
                  for model, benchmark, layer in layer_cases]
         cases += [Case(model, benchmark, None, CaseKind.BEHAVIOUR)
                   for model in self.models for benchmark in self.benchmark_names
-                  if self.benchmark(benchmark).has_conflicts]
+                  if self.benchmark(benchmark).has_behaviour]
         return cases
 
     def declared_family(self, spec: str) -> str | None:
@@ -234,7 +234,10 @@ class GateSession:
             return gauge.judge_keyspace(case.benchmark, measurement.keyspace(case.layer))
         if case.kind is CaseKind.ATTENTION:
             return gauge.judge_attention(case.benchmark, measurement.attention(case.layer))
-        return gauge.judge_behaviour(case.benchmark, measurement.behaviour)
+        rows = gauge.judge_behaviour(case.benchmark, measurement.behaviour)
+        # the coupling of each layer's internals with the behaviour, one row per layer and internal measure
+        return rows + [gauge.row(case.benchmark, layer, None, name, estimate) for layer in measurement.model.layers
+                       for name, estimate in measurement.coupling(layer).items()]
 
     def changes(self, case: Case, rows: Sequence[ResultRow], measurement: Measurement) -> list[Change]:
         """Paired changes of the case against its partners: the reference measured in this run, the blessed
@@ -299,14 +302,17 @@ class GateSession:
             benchmark=BenchmarkRecord(case.benchmark, benchmark.size, benchmark.content_hash,
                                       None if benchmark.source == "builtin" else benchmark.n_rows),
             gated_by=gated_by, environment=environment(model.loaded), settings=self.comparability_key(model),
-            projection=projection, changes=tuple(changes), verdict=verdict, message=message, covered=covered)
+            projection=projection, changes=tuple(changes), verdict=verdict, message=message, covered=covered,
+            sample_records=measurement.sample_records if case.kind is CaseKind.BEHAVIOUR else ())
 
 
 def _gateable(metric: str) -> bool:
+    """A metric a reference comparison judges: gateable, with a direction in which it means more bias."""
     try:
-        return spec_of(metric).gateable
+        spec = spec_of(metric)
     except KeyError:
         return False
+    return spec.gateable and spec.direction is not None
 
 
 def _policy_tolerance(threshold: ThresholdFile | None, metric: str) -> tuple[float, str]:

@@ -14,7 +14,8 @@ from bias_suite.benchmarks.scenes import COLOUR_RGB, SHAPE_KINDS, SLOT_CENTRES
 from bias_suite.benchmarks.vocabulary import COLOURS, NUMBERS, OBJECTS, POSITIONS
 from tests.benchmarks.scene_reader import answer_from_pixels
 
-EXPECTED_SIZES = {"photos": 36, "shapes": 24, "text-in-image": 16, "conflict": 16}
+EXPECTED_SIZES = {"photos": 36, "shapes": 24, "text-in-image": 16, "conflict": 16, "language-prior": 120,
+                  "conflict-levels": 120, "caption-variants": 120, "paired-images": 120}
 
 
 @pytest.fixture(params=list(BUILTIN_BENCHMARKS))

@@ -1,5 +1,6 @@
 """Answer scoring: :func:`bias_suite.capture.scoring.answer_log_likelihoods` matches token-by-token and
-unpadded oracles for every tiny family (the counting on top of it: tests/tools/test_train_demo_scoring.py)."""
+unpadded oracles for every tiny family (the counting on top of it: tests/tools/test_train_demo_scoring.py);
+the behaviour suites' candidate scoring gives the same numbers from fewer passes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from bias_suite.benchmarks import load_benchmark
 from bias_suite.benchmarks.sample import Sample
-from bias_suite.capture.scoring import answer_log_likelihoods
+from bias_suite.capture.scoring import answer_log_likelihoods, candidate_log_likelihoods, score_items
 from bias_suite.demo import DEMO_CHECKPOINTS
 from bias_suite.models.loading import load_model
 from bias_suite.models.prompts import format_prompt, prompt_text
@@ -85,3 +86,25 @@ def sample(sample_id: str, answer: str, caption_answer: str | None = None) -> Sa
     caption = None if caption_answer is None else f"The caption says {caption_answer}."
     return Sample(sample_id, Image.new("RGB", (8, 8)), "What?", answer=answer, conflicting_caption=caption,
                   caption_answer=caption_answer)
+
+
+def test_candidate_scores_equal_one_pass_per_candidate(demo_model):
+    """Single-token candidates read at the prompt's end give what teacher-forcing each one alone gives."""
+    items = load_benchmark("caption-variants", n_samples=3).samples  # colour, count and position questions
+    prompts = [Sample(f"{s.sample_id}/{q.role}", s.query_image(q), q.prompt) for s in items for q in s.queries[:3]]
+    candidates = [q.candidates for s in items for q in s.queries[:3]]
+    scores = candidate_log_likelihoods(demo_model, prompts, candidates, batch_size=5)
+    flat = [(prompt, answer) for prompt, answers in zip(prompts, candidates) for answer in answers]
+    expected = answer_log_likelihoods(demo_model, [p for p, _ in flat], [a for _, a in flat], batch_size=7)
+    assert any(len(c) == 5 for c in candidates) and any(len(c) == 8 for c in candidates)  # "bottom": 5 tokens
+    torch.testing.assert_close(torch.tensor([v for row in scores for v in row], dtype=torch.float64), expected,
+                               atol=1e-4, rtol=1e-5)
+
+
+def test_score_items_keeps_every_query_of_every_item_in_order(demo_model):
+    items = load_benchmark("paired-images", n_samples=2).samples
+    scored = score_items(demo_model, items)
+    assert [item.item_id for item in scored] == [s.sample_id for s in items]
+    for item, sample in zip(scored, items):
+        assert [q.role for q in item.queries] == [q.role for q in sample.queries]
+        assert all(len(q.scores) == len(q.candidates) and all(v < 0 for v in q.scores) for q in item.queries)

@@ -89,3 +89,15 @@ def test_a_metric_that_could_not_be_computed_is_an_error_that_says_why():
     assert row.status == "error"
     assert row.message == ("logit_gap.question could not be computed: no query row of any sample can see an image "
                            "key in this layer")
+
+
+def test_a_qualified_rate_with_too_few_items_is_an_error_under_a_rule_and_says_how_many(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - {metric: prior_adherence_rate, max: 0.9}\n")
+    undefined = Estimate(float("nan"), float("nan"), float("nan"),
+                         undefined_because="6 of 16 items qualified (perception passes); at least 10 are needed")
+    gated = Gauge(load_threshold_file(rules), "m", 4, {}, {}).row("language-prior", None, None,
+                                                                  "prior_adherence_rate", undefined)
+    ungated = Gauge(None, "m", 4, {}, {}).row("language-prior", None, None, "prior_adherence_rate", undefined)
+    assert gated.status == "error" and "6 of 16 items qualified" in gated.message
+    assert ungated.status == "unchecked" and "6 of 16 items qualified" in ungated.message

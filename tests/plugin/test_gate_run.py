@@ -54,8 +54,8 @@ def test_report_files_follow_the_documented_shape(gate, pytester):
                                  "*what to do: bless the checkpoint*"])
     card = json.loads((pytester.path / "card.json").read_text())
     assert set(card) == {"schema", "suite_version", "created", "environment", "settings", "thresholds", "models",
-                         "benchmarks", "verdicts", "verdict_details", "results", "changes", "problems", "updates",
-                         "drift"}
+                         "benchmarks", "verdicts", "verdict_details", "results", "changes", "coupling", "samples",
+                         "problems", "updates", "drift"}
     assert card["schema"] == 3 and card["verdicts"] == {"tiny-llava": "NO BASELINE"}
     assert set(card["environment"]) == {"python", "torch", "transformers", "device", "dtype", "attn_implementation"}
     assert card["models"][0]["spec"] == "tiny-llava" and card["models"][0]["model_type"] == "llava"

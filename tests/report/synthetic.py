@@ -4,7 +4,8 @@ Two models (one a checkpoint path with a ``|`` in it, to check Markdown escaping
 (``photos``: layers 0–2, ``conflict``: layers 0–1 and a behaviour metric), pooled rows of the card
 metrics, per-head rows of the key-space metrics (2 KV heads), gated ``mmd2`` rows that pass, warn and
 fail, a gated row that could not be computed, a case that died before recording (metric ``*``),
-changes against a baseline, PCA and t-SNE points, and problem / drift / update lines. Every number is
+changes against a baseline, PCA and t-SNE points, per-sample records with their coupling rows, and
+problem / drift / update lines. Every number is
 a closed-form function of its position, so the card is the same on every machine.
 """
 
@@ -17,6 +18,7 @@ from bias_suite.gate.changes import Change
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord, ModelVerdict
 from bias_suite.gate.rows import ResultRow
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
+from bias_suite.metrics.samples import LayerMeasures, SampleRecord
 from bias_suite.report.card import ReportCard
 from bias_suite.run.finish import RunRecord
 from bias_suite.vocabulary import Verdict
@@ -124,6 +126,14 @@ def synthetic_record() -> RunRecord:
     record.environments = [{"python": "3.11.7", "torch": "2.4.1", "transformers": "5.24.0", "device": "cpu",
                             "dtype": "float32", "attn_implementation": "sdpa"}]
     record.projections = [_projection(model, "photos", layer) for model in MODELS for layer in (0, 2)]
+    record.samples = [SampleRecord("tiny-llava", "conflict", f"conflict/{i:04d}", 16,
+                                   (("margin", 1.5 - i), ("correct", float(i < 2)), ("trap_margin", math.nan)),
+                                   tuple(LayerMeasures(layer, 0.5 - 0.05 * i, 0.4, 0.1 * i + layer, 0.0, 0.1, 2.0 + i)
+                                         for layer in LAYERS["conflict"])) for i in range(3)]
+    record.rows += [ResultRow("tiny-llava", "conflict", layer, None, f"{measure}_coupling", value,
+                              (value - 0.3, value + 0.3), "unchecked") for layer in LAYERS["conflict"]
+                    for measure, value in (("visual_share", 0.5), ("visual_share_nosink", 0.25), ("logit_gap", -0.5),
+                                           ("key_distance", -0.75))]
     return record
 
 

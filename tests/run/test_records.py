@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from bias_suite.gate.records import BenchmarkRecord, GatedBy, KeyProjection, ModelRecord
 from bias_suite.gate.rows import ResultRow
+from bias_suite.metrics.samples import LayerMeasures, SampleRecord
 from bias_suite.run.records import Case, CaseRecord
 from bias_suite.vocabulary import CaseKind, Status
 
@@ -43,3 +45,15 @@ def test_a_case_is_named_by_model_benchmark_stem_and_layer():
     assert Case("tiny-llava", "data/my set.jsonl", 3, "keyspace").id == "tiny-llava-my set-L3"
     assert Case("tiny-llava", "conflict", None, CaseKind.BEHAVIOUR).id == "tiny-llava-conflict"
     assert CaseKind.BEHAVIOUR.test_name == "text_preference"
+
+
+def test_a_behaviour_case_carries_its_per_sample_records_as_plain_json():
+    sample = SampleRecord("ckpts/ours-v2", "paired-images", "paired-images/0001-count", 16,
+                          (("margin", 1.5), ("trap_margin", float("nan")), ("pair_correct", 1.0)),
+                          (LayerMeasures(3, 0.4, 0.45, 0.2, -0.3, 0.05, 1.7),))
+    record = dataclasses.replace(a_record(None), case=Case("ckpts/ours-v2", "paired-images", None, CaseKind.BEHAVIOUR),
+                                 sample_records=(sample,))
+    data = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert data["sample_records"][0]["outcomes"] == {"margin": 1.5, "trap_margin": None, "pair_correct": 1.0}
+    assert CaseRecord.from_json(data).to_json() == record.to_json()
+    assert a_record(None).to_json()["sample_records"] == []
