@@ -264,9 +264,14 @@ def _remove_earlier_cards(path: Path, previous: ThresholdFile | None, kept: Path
         old.unlink(missing_ok=True)
 
 
-def _worst_end(rows: Sequence[ResultRow], higher_worse: bool, point: bool) -> float:
+def _worst_end(rows: Sequence[ResultRow], higher_worse: bool, point: bool, margin: float = 0.0) -> float:
+    """The worst point estimate (``point``) or interval end of ``rows``, moved ``margin`` further in the worse
+    direction: a ``max`` / ``min`` bound is the blessed run's worst interval end plus the metric's tolerance, so
+    an unchanged checkpoint measured on another draw of samples (another seed) stays inside it, while the
+    paired ``max_increase`` rule against the blessed run catches a regression of more than the tolerance."""
     values = [row.value if point or row.ci is None else (row.ci[1] if higher_worse else row.ci[0]) for row in rows]
-    return float(f"{(max(values) if higher_worse else min(values)):.6g}")
+    worst = max(values) + margin if higher_worse else min(values) - margin
+    return float(f"{worst:.6g}")
 
 
 def _rule(metric: str, benchmark: str, layer: int | None, form: str, limit: float, tolerance: float | None = None,
@@ -307,7 +312,7 @@ def _new_rules(rows: Sequence[ResultRow], changes: list[str], unbounded: list[di
             item[0][1], -1 if item[0][2] is None else item[0][2], BLESSED_METRICS.index(item[0][0]))):
         higher_worse = spec_of(metric).direction == HIGHER_IS_WORSE
         form = "max" if higher_worse else "min"
-        limit = _worst_end(measured, higher_worse, point=False)
+        limit = _worst_end(measured, higher_worse, point=False, margin=spec_of(metric).tolerance or 0.0)
         where = f"{benchmark}" + (f" L{layer}" if layer is not None else "")
         if _bounded(metric, form, limit, None, where, changes, unbounded, benchmark, layer):
             rules.append(_rule(metric, benchmark, layer, form, limit))
@@ -331,7 +336,8 @@ def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers
             groups.setdefault((row.benchmark, row.layer), []).append(row)
         higher_worse = rule.bound.direction == HIGHER_IS_WORSE
         for (benchmark, layer), measured in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or -1)):
-            limit = _worst_end(measured, higher_worse, point=rule.form == "baseline")
+            point = rule.form == "baseline"  # a baseline keeps its own tolerance
+            limit = _worst_end(measured, higher_worse, point, 0.0 if point else current.tolerance(rule.metric) or 0.0)
             where = f"{current.name} rules[{rule.index}] {benchmark}" + (f" L{layer}" if layer is not None else "")
             if _bounded(rule.metric, rule.form, limit, rule.tolerance, where, changes, unbounded, benchmark,
                         layer):

@@ -78,7 +78,7 @@ def test_blessing_a_new_family_creates_its_file_in_an_empty_or_missing_folder(tm
     assert {(tuple(r["benchmarks"]), r["layers"]) for r in mmd2} == {
         (("shapes",), "0"), (("shapes",), "1"), (("photos",), "0"), (("photos",), "1")}
     assert next(r for r in mmd2 if r.get("benchmarks") == ["photos"] and r["layers"] == "1")["max"] == \
-        pytest.approx(0.47)
+        pytest.approx(0.52)  # the worst interval end + the tolerance 0.05
 
 
 def test_blessing_writes_a_paired_change_rule_for_every_blessed_metric(tmp_path):
@@ -124,13 +124,13 @@ def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history
     assert document["version"] == 4 and document["history"][0]["version"] == 3
     assert document["history"][0]["rules"][0]["max"] == 1.5 and "provisional" not in document
     rules = document["rules"]
-    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "0", "max": 0.32} in rules
-    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "1", "max": 0.42} in rules
+    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "0", "max": 0.37} in rules
+    assert {"metric": "mmd2", "benchmarks": ["shapes"], "layers": "1", "max": 0.47} in rules
     # what the run did not measure keeps its old bound: the photos benchmark, layers 2 and 3 of shapes
     assert {"metric": "mmd2", "layers": "all", "benchmarks": ["photos"], "max": 1.5} in rules
     assert {"metric": "mmd2", "layers": "2,3", "benchmarks": ["shapes"], "max": 1.5} in rules
     assert {"metric": "text_preference_rate", "max": 0.95} in rules
-    assert any("max 1.5 → 0.32" in change for change in changes)
+    assert any("max 1.5 → 0.37" in change for change in changes)
 
 
 def test_a_file_of_another_family_is_never_overwritten(tmp_path):
