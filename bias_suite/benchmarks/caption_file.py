@@ -18,14 +18,13 @@ alone. Metrics: as the ``caption-variants`` built-in (:mod:`bias_suite.metrics.s
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 from PIL import Image
 
-from bias_suite.benchmarks.rows import PendingSample, confined_image_path, not_utf8_error, open_image_file
+from bias_suite.benchmarks.rows import PendingSample, confined_image_path, jsonl_objects, open_image_file
 from bias_suite.benchmarks.sample import Query
 from bias_suite.errors import BenchmarkError
 
@@ -42,16 +41,9 @@ def looks_like_caption_variants(fields: dict) -> bool:
 
 def read_caption_file(path: Path, *, allow_paths_outside: bool = False) -> list[PendingSample]:
     """Lines of a caption-variant JSONL file as pending samples; images are read when a line is kept."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from error
     pending = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {line_number}"
-        row = _row(line, where)
+    for where, fields in jsonl_objects(path, f"({LAYOUT})"):
+        row = _row(fields, where)
         image_path = confined_image_path(path.parent, row["image"], where, allow_paths_outside)
         read = cache(lambda image_path=image_path, at=where: open_image_file(
             image_path, at, relative_to=f"the JSONL file's folder {str(path.parent)!r}"))
@@ -66,13 +58,7 @@ def read_caption_file(path: Path, *, allow_paths_outside: bool = False) -> list[
     return pending
 
 
-def _row(line: str, where: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise BenchmarkError(f"{where} is not valid JSON ({error})") from error
-    if not isinstance(row, dict):
-        raise BenchmarkError(f"{where} is a JSON {type(row).__name__}, not an object ({LAYOUT})")
+def _row(row: dict, where: str) -> dict:
     missing = [key for key in REQUIRED if key not in row]
     if missing:
         raise BenchmarkError(f"{where}: no key {', '.join(repr(k) for k in missing)} ({LAYOUT})")

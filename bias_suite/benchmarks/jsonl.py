@@ -6,14 +6,13 @@ Blank lines are skipped. Image paths must stay inside the file's folder unless t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bias_suite.benchmarks.rows import (
     IMAGE_COLUMN,
     PendingSample,
     confined_image_path,
-    not_utf8_error,
+    jsonl_objects,
     open_image_file,
     pending_from_row,
     require_columns,
@@ -26,27 +25,9 @@ def read_jsonl(path: Path, *, allow_paths_outside: bool = False) -> list[Pending
 
     allow_paths_outside: accept image paths that resolve outside the JSONL file's folder.
     """
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from error
-    if not any(line.strip() for line in lines):
-        raise BenchmarkError(f"benchmark file {str(path)!r} is empty: expected one JSON object per line with "
-                             "'image' (a path relative to the file) and 'question'")
     folder = path.parent
     pending = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        location = f"{path} line {line_number}"
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BenchmarkError(f"{location} is not valid JSON ({error})") from error
-        if not isinstance(fields, dict):
-            raise BenchmarkError(
-                f"{location} is a JSON {type(fields).__name__}, not an object with 'image' and 'question'"
-            )
+    for location, fields in jsonl_objects(path, "with 'image' and 'question'"):
         require_columns(list(fields), location, noun="key")
         if not isinstance(fields[IMAGE_COLUMN], str):
             raise BenchmarkError(
@@ -62,4 +43,7 @@ def read_jsonl(path: Path, *, allow_paths_outside: bool = False) -> list[Pending
                 ),
             )
         )
+    if not pending:
+        raise BenchmarkError(f"benchmark file {str(path)!r} is empty: expected one JSON object per line with "
+                             "'image' (a path relative to the file) and 'question'")
     return pending

@@ -20,10 +20,11 @@ decoded for the rows a (sub)sample keeps.
 from __future__ import annotations
 
 import io
+import json
 import math
 import string
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,27 @@ def pending_from_row(
         conflicting_caption=optional_text(fields.get("conflicting_caption")),
         caption_answer=optional_text(fields.get("caption_answer")),
     )
+
+
+def jsonl_objects(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
+    """``(location, object)`` for every non-blank line of a UTF-8 JSON Lines file; a line that is not valid
+    JSON, or not an object, raises :class:`BenchmarkError` naming ``"{path} line N"`` and ``expected`` (what an
+    object of this layout holds)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path, error) from error
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        location = f"{path} line {line_number}"
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BenchmarkError(f"{location} is not valid JSON ({error})") from error
+        if not isinstance(fields, dict):
+            raise BenchmarkError(f"{location} is a JSON {type(fields).__name__}, not an object {expected}")
+        yield location, fields
 
 
 def not_utf8_error(path: Path, error: UnicodeDecodeError) -> BenchmarkError:

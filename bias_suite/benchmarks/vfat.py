@@ -18,13 +18,12 @@ robustness score (:mod:`bias_suite.metrics.suites`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bias_suite.benchmarks.rows import (
     PendingSample,
     confined_image_path,
-    not_utf8_error,
+    jsonl_objects,
     open_image_file,
 )
 from bias_suite.benchmarks.sample import Query
@@ -42,21 +41,8 @@ def looks_like_vfat(fields: dict) -> bool:
 
 def read_vfat(path: Path, *, allow_paths_outside: bool = False) -> list[PendingSample]:
     """Lines of a V-FAT JSONL file (the assumed layout above) as pending samples."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as error:
-        raise not_utf8_error(path, error) from error
     pending = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {line_number}"
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BenchmarkError(f"{where} is not valid JSON ({error})") from error
-        if not isinstance(fields, dict):
-            raise BenchmarkError(f"{where} is a JSON {type(fields).__name__}, not an object ({LAYOUT})")
+    for where, fields in jsonl_objects(path, f"({LAYOUT})"):
         missing = [key for key in REQUIRED if key not in fields]
         if missing:
             raise BenchmarkError(f"{where}: no key {', '.join(repr(k) for k in missing)} ({LAYOUT})")

@@ -289,7 +289,8 @@ class ReportCard:
         counts = self.counts(model)
         shown = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing judged"
         if info is not None:
-            how = f"matched by {info.matched_by}" + (", provisional" if info.provisional else "")
+            how = ("declared with --family" if info.matched_by == "declared" else f"matched by {info.matched_by}")
+            how += ", provisional" if info.provisional else ""
             if not info.baselined:
                 how += ", not a baseline"
             gated = f"gated by {info.label} v{info.version} ({how}"

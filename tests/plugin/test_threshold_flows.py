@@ -131,7 +131,7 @@ def test_two_models_of_one_family_in_one_update_make_one_version_that_both_pass(
     assert read(pytester.path / "thresholds" / "sep.yaml")["version"] == 1
     rerun = gate(*models, "--layers=0,3", "--family", "sep")  # the folders are called control/ and planted/
     assert rerun.ret == pytest.ExitCode.OK
-    rerun.stdout.fnmatch_lines(["PASS · *gated by thresholds/sep.yaml v1 (matched by declared*"])
+    rerun.stdout.fnmatch_lines(["PASS · *gated by thresholds/sep.yaml v1 (declared with --family*"])
 
 
 def test_a_blessed_family_gates_the_next_more_biased_checkpoint_by_default(gate, pytester, separated_checkpoints):

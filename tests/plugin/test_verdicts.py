@@ -43,7 +43,7 @@ def test_declaring_the_family_at_gate_time_fails_the_renamed_biased_checkpoint(
     shutil.copytree(separated_checkpoints["planted"], candidate)
     result = gate(f"--model={candidate}", "--family", "ours")
     assert result.ret == FAIL
-    result.stdout.fnmatch_lines(["FAIL · *release-candidate*gated by thresholds/ours.yaml v1 (matched by declared*"])
+    result.stdout.fnmatch_lines(["FAIL · *release-candidate*gated by thresholds/ours.yaml v1 (declared with --family*"])
     assert "failed" in result.stdout.str().splitlines()[-1]
 
 
