@@ -129,6 +129,29 @@ def test_a_bound_far_beyond_the_data_is_marked_on_the_edge_not_stretching_the_ax
     assert "10" not in labels
 
 
+def test_a_bound_inside_the_drawn_axis_is_a_line_not_an_off_axis_marker():
+    """A bound too far to stretch the axis for, but which the axis (rounded out for another bound) still
+    covers, is drawn where it is: a triangle above a 0–0.3 axis once read as ≤ 0.285 lying off it."""
+    values = (0.02, 0.04, 0.08, 0.12)  # with their intervals (± 0.02): a span of 0.14, from 0 to 0.14
+    bounds = {1: 0.27, 3: 0.285}  # 0.27 lies within the span above the data, 0.285 does not
+    rows = [_row("m", layer, value, bound=bounds.get(layer)) for layer, value in enumerate(values)]
+    svg = _svg(layer_curves_svg({"m": rows}, "mmd2", "photos"))
+    markers = [p for p in svg.iter("polygon") if p.get("fill") == BOUND_COLOUR]
+    segments = sorted(_bound_segments(svg), key=lambda line: float(line.get("x1")))
+    assert not markers
+    assert [s.find("title").text for s in segments] == ["bound at layer 1: ≤ 0.27", "bound at layer 3: ≤ 0.285"]
+
+
+def test_the_blessed_run_is_drawn_beside_the_models_curves():
+    rows = [_row("m", layer, 0.1 * layer) for layer in range(3)]
+    partners = {"blessed: ours-v1": [(0, 0.02), (1, 0.08), (2, 0.15)]}
+    text = layer_curves_svg({"m": rows}, "mmd2", "photos", partners=partners)
+    svg = _svg(text)
+    (dashed,) = [line for line in svg.iter("polyline") if line.get("stroke-dasharray")]
+    assert dashed.find("title").text == "blessed: ours-v1" and len(dashed.get("points").split()) == 3
+    assert "blessed: ours-v1" in text.split("<polyline")[0]  # in the legend, before the curves
+
+
 def test_models_are_overlaid_on_one_set_of_axes_with_a_legend():
     by_model = {"a": [_row("a", layer, 0.1 * layer) for layer in range(3)],
                 "b": [_row("b", layer, 0.05 + 0.1 * layer) for layer in range(3)]}
