@@ -9,7 +9,7 @@ import pytest
 
 from bias_suite.errors import ShardError
 from bias_suite.run.merge import MergeOptions, merge_shards, read_shard
-from tests.run.conftest import GATE, comparable, run_gate
+from tests.gate_runs import GATE, comparable, run_gate
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +98,43 @@ def test_a_reference_is_measured_in_every_shard_that_needs_it(tmp_path, monkeypa
     whole = json.loads((tmp_path / "card.json").read_text())
     assert whole["changes"] and outcome.exit_code == code
     assert comparable(json.loads((tmp_path / "merged.json").read_text())) == comparable(whole)
+
+
+def test_a_merged_run_blesses_what_the_unsharded_run_blesses(tmp_path, monkeypatch):
+    import yaml
+
+    gate = ("--model=tiny-llava", "--benchmark=shapes", "--benchmark=photos", "--layers=0", "--samples=8")
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    whole.mkdir(), sharded.mkdir()
+    assert run_gate(whole, *gate, "--update-thresholds", "--family=tiny", "--reason=v1 baseline") == 0
+    for index in (1, 2):
+        run_gate(sharded, *gate, f"--bias-shard={index}/2", f"--bias-report=shard-{index}.json")
+    monkeypatch.chdir(sharded)
+    outcome = merged(sharded, "shard-1.json", "shard-2.json", update=True, reason="v1 baseline",
+                     families={"*": "tiny"})
+    assert outcome.exit_code == 0 and outcome.card.updates
+    ours, theirs = (yaml.safe_load((folder / "thresholds" / "tiny.yaml").read_text()) for folder in (sharded, whole))
+    for key in ("version", "family", "match", "settings", "benchmarks", "rules", "not_bounded", "environment"):
+        assert ours.get(key) == theirs.get(key), key
+
+
+def test_a_merged_run_with_a_failed_shard_is_not_blessed(shards, tmp_path, monkeypatch):
+    folder, _ = shards
+    (tmp_path / "shard-1.json").write_text((folder / "shard-1.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    outcome = merged(tmp_path, "shard-1.json", failed={2: "exit code 3 twice"}, update=True, reason="x",
+                     families={"tiny-llava": "tiny"})
+    assert outcome.exit_code == 1
+    assert any(line.startswith("thresholds NOT updated") for line in outcome.problems)
+    assert not (tmp_path / "thresholds").exists()
+
+
+def test_the_merge_command_writes_every_format_and_exits_with_the_gate_code(shards, unsharded, capsys):
+    from bias_suite.tools.merge import main
+
+    folder, _ = shards
+    assert main(["shard-1.json", "shard-2.json", "--report=cli/card.json", "--report=cli/card.html"]) == unsharded[0]
+    assert "NO BASELINE · tiny-qwen2-vl" in capsys.readouterr().out
+    assert comparable(json.loads((folder / "cli" / "card.json").read_text())) == comparable(unsharded[1])
+    assert main(["shard-1.json"]) == 4
+    assert "bias-suite merge: shard 2/2 is missing" in capsys.readouterr().err

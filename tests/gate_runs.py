@@ -1,4 +1,6 @@
-"""A two-model × two-benchmark gate run, measured once per test session: unsharded, and in two shards."""
+"""A two-model × two-benchmark gate run, measured once per test session: unsharded, and in two shards.
+
+The fixtures are registered for every test folder by ``tests/conftest.py``."""
 
 from __future__ import annotations
 
