@@ -186,8 +186,9 @@ class GateSession:
         return self._loaded[spec]
 
     def _worker_device(self) -> str | None:
-        """Under xdist with several GPUs, worker ``gwN`` takes GPU ``N mod count``."""
-        if self.worker is None or self.settings.device not in ("auto", "cuda"):
+        """Under xdist with several GPUs, worker ``gwN`` takes GPU ``N mod count`` (not under a device map: it
+        places the model over the GPUs itself)."""
+        if self.worker is None or self.settings.device not in ("auto", "cuda") or self.settings.device_map:
             return None
         import torch
 
