@@ -47,3 +47,20 @@ def fail(command: str, message: str) -> int:
     """Say why ``command`` cannot go on, and return the usage-error exit code."""
     print(f"bias-suite {command}: {message}", file=sys.stderr)
     return USAGE_ERROR
+
+
+def unwritable_destinations(reports: Sequence[str], thresholds: str | None = None) -> list[str]:
+    """Why the report files (and, when blessing, the ``thresholds`` folder or file) could not be written —
+    checked before anything runs, as the gate checks them before any model loads."""
+    from pathlib import Path
+
+    from bias_suite.options import unwritable
+
+    problems = [problem for path in reports if (problem := unwritable(Path(path)))]
+    if thresholds is not None:
+        location = Path(thresholds)
+        as_file = location.is_file() or location.suffix.lower() in (".yaml", ".yml")
+        problem = unwritable(location) if as_file else unwritable(location, directory=True)
+        if problem:
+            problems.append(problem)
+    return problems

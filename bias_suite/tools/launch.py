@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
-from bias_suite.tools.command import CommandParser, checked, fail
+from bias_suite.tools.command import CommandParser, checked, fail, unwritable_destinations
 
 EXECUTORS = ("local", "ray", "slurm")
 DESCRIPTION = ("Run the gate in N shards of its (model × benchmark) cells — Ray tasks, a Slurm job array (submitit) "
@@ -98,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the gate's options after --, e.g. -- --model=ckpts/a --benchmark=shapes")
     if args.update_thresholds and not (args.reason or "").strip():
         parser.error("--update-thresholds needs --reason TEXT: say why the thresholds change")
-    problems = [problem for path in args.report if (problem := validate.unwritable(Path(path)))]
+    from bias_suite.run.launch import LaunchOptions, gate_option, launch
+
+    blessed = gate_option(gate_args, "thresholds", "thresholds") if args.update_thresholds else None
+    problems = unwritable_destinations(args.report, blessed)
     if problems:
         return fail("launch", "cannot write " + "; ".join(problems))
-    from bias_suite.run.launch import LaunchOptions, launch
 
     on_slurm = args.executor == "slurm" and args.slurm_cluster == "slurm"  # its nodes need a shared folder
     kept = args.shard_dir or ("bias-shards" if on_slurm else None)

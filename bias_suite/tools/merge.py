@@ -8,11 +8,9 @@ options (:mod:`bias_suite.run.merge`). Refuses (exit 4) a missing or duplicated 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
-from bias_suite.tools.command import CommandParser, checked, fail, family_map
+from bias_suite.tools.command import CommandParser, checked, fail, family_map, unwritable_destinations
 
 
 def build_parser() -> CommandParser:
@@ -39,14 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--update-thresholds needs --reason TEXT: say why the thresholds change")
     if args.accept_regression and not args.update_thresholds:
         parser.error("--accept-regression only means something with --update-thresholds")
-    problems = [problem for path in args.report if (problem := validate.unwritable(Path(path)))]
-    if problems:
-        return fail("merge", "cannot write " + "; ".join(problems))
     from bias_suite.run.merge import MergeOptions, merge_shards, read_shard
 
     try:
+        cards = [read_shard(path) for path in args.shards]
+        blessed = (args.thresholds or cards[0].shard.manifest.options.thresholds) if args.update_thresholds else None
+        problems = unwritable_destinations(args.report, blessed)
+        if problems:
+            return fail("merge", "cannot write " + "; ".join(problems))
         families = family_map(args.family)
-        outcome = merge_shards([read_shard(path) for path in args.shards], MergeOptions(
+        outcome = merge_shards(cards, MergeOptions(
             reports=tuple(args.report), update=args.update_thresholds, reason=args.reason,
             accept_regression=args.accept_regression, families=families, thresholds=args.thresholds))
     except (BiasSuiteError, ValueError) as error:

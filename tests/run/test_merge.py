@@ -138,3 +138,12 @@ def test_the_merge_command_writes_every_format_and_exits_with_the_gate_code(shar
     assert comparable(json.loads((folder / "cli" / "card.json").read_text())) == comparable(unsharded[1])
     assert main(["shard-1.json"]) == 4
     assert "bias-suite merge: shard 2/2 is missing" in capsys.readouterr().err
+
+
+def test_a_bless_whose_threshold_folder_cannot_be_written_stops_before_merging(shards, tmp_path, capsys):
+    from bias_suite.tools.merge import main
+
+    (tmp_path / "a-file").write_text("")
+    assert main(["shard-1.json", "shard-2.json", "--update-thresholds", "--reason=x",
+                 f"--thresholds={tmp_path / 'a-file' / 'thresholds'}"]) == 4
+    assert "cannot write" in capsys.readouterr().err
