@@ -75,6 +75,11 @@ class BaselineError(BiasSuiteError, ValueError):
     """A baseline card cannot be read or compared with this run; the message names the difference."""
 
 
+class ShardError(BiasSuiteError, ValueError):
+    """Shard cards that cannot be merged into one run: a shard missing or given twice, manifests, settings or
+    suite versions that differ, a card that is not a shard's."""
+
+
 class GateFailure(BiasSuiteError):
     """A gated metric's whole interval lies beyond its bound: the model is more biased than allowed."""
 

@@ -80,10 +80,12 @@ class ModelUnderTest:
         self.settings = settings
         self.statistics_threads = statistics_threads or torch.get_num_threads()
         self.loaded = load_model(spec, device=device or settings.device, dtype=settings.dtype,
+                                 device_map=settings.device_map, max_memory=settings.max_memory,
                                  trust_remote_code=settings.trust_remote_code,
                                  allow_incomplete_weights=settings.allow_incomplete_weights)
         self.geometry: DecoderGeometry = self.loaded.geometry
-        self.statistics_device = next(self.loaded.model.parameters()).device
+        # where the inputs go (under a device map with offloaded parts the first parameter may be on ``meta``)
+        self.statistics_device = self.loaded.input_device
         self.layers = LayerSelector.parse(settings.layers).resolve(self.geometry.n_layers, self.spec,
                                                                    self.geometry.attention_layers)
         self._measurements: dict[str, Measurement] = {}

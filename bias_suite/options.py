@@ -32,6 +32,9 @@ MIN_BOOTSTRAP = 50
 REPORT_SUFFIXES = (".md", ".json", ".html")
 SEED_LIMIT = 2**32
 _CUDA_INDEX = re.compile(r"cuda:([0-9]+)")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's strategies
+_SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)?", re.IGNORECASE)
 
 
 def parse_device(value: str) -> str:
@@ -108,6 +111,58 @@ def parse_report_path(value: str) -> str:
     return value
 
 
+def parse_shard(value: str) -> str:
+    """``K/N``: the K-th of N shards of the run's (model × benchmark) cells, 1 <= K <= N, as ``"K/N"``."""
+    match = _SHARD.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f"shard {value!r}: give K/N with 1 <= K <= N (the K-th of N shards), e.g. 2/4")
+    return f"{int(match[1])}/{int(match[2])}"
+
+
+def shard_numbers(value: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)``."""
+    index, count = parse_shard(value).split("/")
+    return int(index), int(count)
+
+
+def parse_device_map(value: str) -> str:
+    """An accelerate placement strategy for models larger than one device: auto, balanced, balanced_low_0,
+    sequential."""
+    if value in DEVICE_MAPS:
+        return value
+    raise ValueError(f"device map {value!r}: use one of {', '.join(DEVICE_MAPS)} (accelerate's strategies)")
+
+
+def parse_max_memory(value: str) -> str:
+    """``0=20GiB,1=20GiB,cpu=60GiB`` (GPU index, ``cuda:N``, ``cpu``, ``mps`` or ``disk`` = an amount), the
+    budget of each device under a device map; normalised to ``0=20GiB,cpu=60GiB``."""
+    return ",".join(f"{device}={amount}" for device, amount in max_memory(value).items())
+
+
+def max_memory(value: str) -> dict[int | str, str]:
+    """``--max-memory`` as accelerate takes it: GPU indices as ints (accelerate refuses ``"0"`` and
+    ``"cuda:0"``), ``cpu`` / ``mps`` / ``disk`` as strings; a fresh dict each call (accelerate changes the one
+    it is given)."""
+    budget: dict[int | str, str] = {}
+    for part in filter(None, (piece.strip() for piece in str(value).split(","))):
+        device, _, amount = part.partition("=")
+        device, amount = device.strip().lower(), amount.strip().replace(" ", "")
+        gpu = _CUDA_INDEX.fullmatch(device)
+        key: int | str = int(gpu[1]) if gpu else int(device) if device.isdigit() else device
+        if isinstance(key, str) and key not in ("cpu", "mps", "disk"):
+            raise ValueError(f"--max-memory {value!r}: {device!r} is not a device; use a GPU index (0, 1, … or "
+                             "cuda:N), cpu, mps or disk, e.g. 0=20GiB,cpu=60GiB")
+        if not _MEMORY.fullmatch(amount):
+            raise ValueError(f"--max-memory {value!r}: {amount!r} is not an amount for {device}; use e.g. 20GiB, "
+                             "500MB or a number of bytes")
+        if key in budget:
+            raise ValueError(f"--max-memory {value!r}: {device} is given twice")
+        budget[key] = amount
+    if not budget:
+        raise ValueError(f"--max-memory {value!r}: give DEVICE=AMOUNT pairs, e.g. 0=20GiB,cpu=60GiB")
+    return budget
+
+
 def unwritable(path: Path, directory: bool = False) -> str | None:
     """Why ``path`` (a file, or with ``directory`` a folder) could not be written, or None when it can.
 
@@ -159,6 +214,8 @@ class RunSettings:
     n_bootstrap: int = DEFAULT_BOOTSTRAP
     n_permutations: int = 200
     batch_size: int = 4
+    device_map: str | None = None  # accelerate's placement over several devices (auto, balanced, …); None: one
+    max_memory: str | None = None  # with device_map: each device's budget, "0=20GiB,cpu=60GiB"
 
     def __post_init__(self) -> None:
         try:
@@ -168,6 +225,12 @@ class RunSettings:
         validate_seed(self.seed)
         parse_device(self.device)
         parse_dtype(self.dtype)
+        if self.device_map is not None:
+            parse_device_map(self.device_map)
+        if self.max_memory is not None:
+            if self.device_map is None:
+                raise ValueError("max_memory only means something with a device_map (--device-map auto)")
+            object.__setattr__(self, "max_memory", parse_max_memory(self.max_memory))
 
     def recorded(self) -> dict[str, int | None]:
         """The settings a bound depends on, as a threshold file records them."""

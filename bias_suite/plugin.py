@@ -53,6 +53,9 @@ REFERENCE_OPTION = "--bias-reference"
 ALLOW_UNBASELINED_OPTION = "--allow-unbaselined"
 ACCEPT_REGRESSION_OPTION = "--accept-regression"
 BOOTSTRAP_OPTION = "--bias-bootstrap"
+SHARD_OPTION = "--bias-shard"
+DEVICE_MAP_OPTION = "--device-map"
+MAX_MEMORY_OPTION = "--max-memory"
 ALIASES = pytest.StashKey["list"]()
 
 
@@ -179,6 +182,15 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
               "every model's paired changes against it: GO, NO-GO or INCONCLUSIVE per metric")
     _add(group, BOOTSTRAP_OPTION, dest="bias_bootstrap", default=None, type=_checked(validate.parse_bootstrap),
          metavar="N", help=f"bootstrap replicates per interval (default {validate.DEFAULT_BOOTSTRAP})")
+    _add(group, DEVICE_MAP_OPTION, dest="bias_device_map", default=None, type=_checked(validate.parse_device_map),
+         metavar="STRATEGY", help="spread each model over the GPUs, then CPU, then disk with accelerate: auto, "
+                                  "balanced, balanced_low_0, sequential (models larger than one GPU)")
+    _add(group, MAX_MEMORY_OPTION, dest="bias_max_memory", default=None, type=_checked(validate.parse_max_memory),
+         metavar="DEVICE=AMOUNT,…", help="with --device-map: each device's budget, e.g. 0=20GiB,1=20GiB,cpu=60GiB "
+                                         "(what does not fit is offloaded to disk)")
+    _add(group, SHARD_OPTION, dest="bias_shard", default=None, type=_checked(validate.parse_shard), metavar="K/N",
+         help="run the K-th of N shards of the (model × benchmark) cells; its JSON --bias-report is what "
+              "`bias-suite merge` reads")
     parser.addini(GATE_INI, "run the bias gate on the default model even without --model", type="bool", default=False)
     if getattr(pluginmanager, "_conftest_plugins", None):  # registered by a conftest: the others are in already
         _register_aliases(parser)
@@ -222,6 +234,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"{UPDATE_OPTION} needs {REASON_OPTION} TEXT: say why the thresholds change")
     if option.bias_accept_regression and not option.bias_update:
         raise pytest.UsageError(f"{ACCEPT_REGRESSION_OPTION} only means something with {UPDATE_OPTION}")
+    _check_scale_options(option)
     _check_device(option.bias_device)
     _check_thresholds(config)
     if not hasattr(config, "workerinput"):
@@ -234,6 +247,25 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+def _check_scale_options(option) -> None:
+    """``--bias-shard``, ``--device-map`` and ``--max-memory`` that cannot work stop here, before any model loads."""
+    if option.bias_shard is not None:
+        if option.bias_update:
+            raise pytest.UsageError(f"{SHARD_OPTION} with {UPDATE_OPTION}: a shard is not the whole run; bless the "
+                                    f"merged run: bias-suite merge SHARD.json… {UPDATE_OPTION} {REASON_OPTION} TEXT")
+        if not any(Path(path).suffix.lower() == ".json" for path in option.bias_reports):
+            raise pytest.UsageError(f"{SHARD_OPTION} {option.bias_shard}: a shard's JSON card is what bias-suite merge "
+                                    f"reads: add {REPORT_OPTION}=shard-{option.bias_shard.replace('/', '-of-')}.json")
+    if option.bias_max_memory is not None and option.bias_device_map is None:
+        raise pytest.UsageError(f"{MAX_MEMORY_OPTION} only means something with {DEVICE_MAP_OPTION} auto")
+    if option.bias_device_map is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise pytest.UsageError(f"{DEVICE_MAP_OPTION} {option.bias_device_map} needs accelerate: "
+                                    "pip install accelerate (or bias-suite[scale])")
 
 
 def _check_device(device: str) -> None:
@@ -291,7 +323,20 @@ def settings_from(config: pytest.Config):
     return RunSettings(layers=option.bias_layers, n_samples=option.bias_samples, seed=option.bias_seed,
                        device=option.bias_device, dtype=option.bias_dtype,
                        trust_remote_code=option.bias_trust_remote_code,
-                       allow_incomplete_weights=option.bias_allow_incomplete_weights, **bootstrap)
+                       allow_incomplete_weights=option.bias_allow_incomplete_weights,
+                       device_map=option.bias_device_map, max_memory=option.bias_max_memory, **bootstrap)
+
+
+def gate_options(config: pytest.Config):
+    """The options every shard of a run shares (a shard's manifest records them)."""
+    from bias_suite.run.shards import GateOptions
+
+    option = config.option
+    return GateOptions(models=tuple(option.bias_models or [default_model()]),
+                       benchmarks=tuple(option.bias_benchmarks or validate.DEFAULT_BENCHMARKS),
+                       settings=settings_from(config), thresholds=str(thresholds_location(config)),
+                       families=families(config), reference=option.bias_reference, baseline=option.bias_baseline,
+                       strict_env=option.bias_strict_env, allow_unbaselined=option.bias_allow_unbaselined)
 
 
 def gate_session(config: pytest.Config):
@@ -307,7 +352,7 @@ def gate_session(config: pytest.Config):
             worker=os.environ.get("PYTEST_XDIST_WORKER"),
             projections=any(Path(path).suffix.lower() == ".html" for path in option.bias_reports),
             reference=option.bias_reference, families=families(config), baseline=option.bias_baseline,
-            blessing=option.bias_update,
+            blessing=option.bias_update, shard=option.bias_shard,
         )
     return config.stash[SESSION_STASH]
 
@@ -457,18 +502,26 @@ class ReportCardPlugin:
                         report.failed, reason)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
-        if not self.record.has_results:
+        option = self.config.option
+        sharded = option.bias_shard is not None and exitstatus not in (pytest.ExitCode.USAGE_ERROR,
+                                                                       pytest.ExitCode.INTERNAL_ERROR)
+        if not (self.record.has_results or sharded):
             return
         from bias_suite.run.finish import FinishOptions, finish_run
 
-        option = self.config.option
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        shard = None
+        if sharded:  # the shard's card carries its manifest and entries, even when its cells hold no case
+            from bias_suite.run.shards import shard_record
+
+            shard = shard_record(gate_session(self.config), self.record.entries, gate_options(self.config),
+                                 self.record.other_failures, interrupted)
         finish = FinishOptions(
             reports=tuple(option.bias_reports), update=option.bias_update, reason=option.bias_reason,
             families=families(self.config), thresholds_location=thresholds_location(self.config),
             strict_env=option.bias_strict_env, allow_unbaselined=option.bias_allow_unbaselined,
             accept_regression=option.bias_accept_regression, reference=option.bias_reference,
-            interrupted=interrupted,
+            interrupted=interrupted, shard=shard,
         )
         try:
             self.outcome = finish_run(self.record, finish, session=gate_session(self.config))
@@ -478,7 +531,8 @@ class ReportCardPlugin:
             self.interrupted_while = "finishing the run (verdicts, bless, report files)"
             session.exitstatus = pytest.ExitCode.INTERRUPTED
             return
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or (
+                sharded and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = self.outcome.exit_code
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

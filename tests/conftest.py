@@ -8,6 +8,7 @@ import torch
 from bias_suite.benchmarks.sample import Sample
 from bias_suite.models.loading import LoadedModel, load_model
 from bias_suite.models.tiny import TINY_FAMILIES
+from tests.gate_runs import shards, unsharded  # noqa: F401  (session fixtures: one gate run, sharded or not)
 from tests.samples import make_samples
 
 FAMILIES = tuple(TINY_FAMILIES)

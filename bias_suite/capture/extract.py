@@ -33,7 +33,7 @@ def extract(
     duplicated = sorted(sample_id for sample_id, n in Counter(s.sample_id for s in samples).items() if n > 1)
     if duplicated:
         raise ValueError(f"sample ids must be unique; used more than once: {duplicated}")
-    device, dtype = loaded.model.device, loaded.model.dtype
+    device, dtype = loaded.input_device, loaded.model.dtype  # not model.device: meta when offloaded
     captured: list[SampleCapture] = []
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]

@@ -23,7 +23,7 @@ import inspect
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -129,9 +129,22 @@ class CaptureRecorder:
         self.model_image_mask: Tensor | None = None  # [B, S] bool, from the model's own placeholder mask
         self.merged_rows: Tensor | None = None  # [B, S] bool, decoder-entry rows the merge overwrote
         self._projected: dict[int, Tensor] = {}
+        self._plans: dict[torch.device, BatchPlan] = {}
+
+    def plan_on(self, device: torch.device) -> BatchPlan:
+        """The plan with its tensors on ``device``. It is built on the input device; under a device map the
+        layers run on several GPUs, and each layer's hooks index its own tensors with a copy on its device
+        (made once per batch and device; the plan itself when the device is the same)."""
+        if device == self.plan.valid.device:
+            return self.plan
+        if device not in self._plans:
+            moved = {f.name: getattr(self.plan, f.name).to(device) for f in fields(BatchPlan)
+                     if isinstance(getattr(self.plan, f.name), Tensor)}
+            self._plans[device] = replace(self.plan, **moved)
+        return self._plans[device]
 
     def record_attention(self, module: nn.Module, query: Tensor, key: Tensor, attention_mask, kwargs: dict) -> None:
-        plan, geometry, layer = self.plan, self.plan.geometry, module.layer_idx
+        plan, geometry, layer = self.plan_on(query.device), self.plan.geometry, module.layer_idx
         if query.shape[1] != geometry.n_heads or key.shape[1] != geometry.n_kv_heads:
             raise CaptureError(
                 f"layer {layer}: attention backend received query {tuple(query.shape)} / key {tuple(key.shape)}, "
@@ -146,7 +159,7 @@ class CaptureRecorder:
         scores = scaled_scores(queries, key.detach(), scaling, kwargs.get("softcap"))  # [B, H, R, S]
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
         self.sliding_windows[layer] = window
-        visible = self._visible(attention_mask, module, window, key.shape[2])
+        visible = self._visible(plan, attention_mask, module, window, key.shape[2])
         self.row_shares[layer] = row_statistics(scores, visible, plan.image_mask, self.sinks[layer],
                                                 overwrite_scores=True)
         if plan.keep_post_rope:
@@ -157,11 +170,10 @@ class CaptureRecorder:
             index = plan.key_index[:, None, :, None].expand(batch, key.shape[1], -1, head_dim)
             self.checked_keys[layer] = key.detach().gather(2, index)
 
-    def _visible(self, attention_mask, module: nn.Module, window: int | None, n_keys: int) -> Tensor:
+    def _visible(self, plan: BatchPlan, attention_mask, module: nn.Module, window: int | None, n_keys: int) -> Tensor:
         """``[B, R, S]`` bool: the keys each summarised row attends, read from the mask the model built
         for its backend (bidirectional image blocks and prefixes, sliding windows, chunks included); when
         the backend got no materialised mask (causal fast path), the causal rule over real tokens."""
-        plan = self.plan
         if isinstance(attention_mask, Tensor) and attention_mask.ndim == 4:
             mask = attention_mask[:, 0, :, -n_keys:]
             rows = mask.gather(1, plan.query_index[..., None].expand(-1, -1, mask.shape[-1]))
@@ -177,7 +189,7 @@ class CaptureRecorder:
 
     def _keep_keys(self, layer: int, keys: Tensor) -> None:
         """keys ``[B, S, kv, d]``: gather the planned rows."""
-        index = self.plan.key_index[:, :, None, None].expand(-1, -1, *keys.shape[2:])
+        index = self.plan_on(keys.device).key_index[:, :, None, None].expand(-1, -1, *keys.shape[2:])
         self.pre_rope_keys[layer] = keys.gather(1, index)
 
     def k_proj_hook(self, layer: int, normalised: bool):
@@ -215,7 +227,7 @@ class CaptureRecorder:
         def hook(_module, args, kwargs) -> None:
             hidden = args[0] if args else kwargs["hidden_states"]
             max_abs = hidden.detach().abs().amax(dim=-1).float()
-            plan = self.plan
+            plan = self.plan_on(hidden.device)
             self.sinks[layer] = sink_mask(max_abs, plan.image_mask, plan.valid, plan.first_token, plan.massive_ratio)
             if plan.keep_post_rope:
                 self.hidden_max_abs[layer] = max_abs
@@ -237,7 +249,7 @@ class CaptureRecorder:
             if inputs_embeds is None or inputs_embeds.shape[:2] != input_ids.shape:
                 return
             ids = input_ids.clamp(max=embeddings.weight.shape[0] - 1)
-            self.merged_rows = (inputs_embeds != embeddings(ids).to(inputs_embeds.dtype)).any(-1)
+            self.merged_rows = (inputs_embeds != embeddings(ids).to(inputs_embeds)).any(-1)
 
         return hook
 

@@ -46,13 +46,13 @@ def answer_log_likelihoods(loaded: LoadedModel, samples: Sequence[Sample], answe
         batch = [dataclasses.replace(s, answer=a, queries=())
                  for s, a in zip(samples[start:start + batch_size], answers[start:start + batch_size])]
         counts = [answer_token_count(processor, s) for s in batch]
-        inputs = encode_batch(processor, batch, model.device, model.dtype, append_answers=True)
+        inputs = encode_batch(processor, batch, loaded.input_device, model.dtype, append_answers=True)
         logits = model(**inputs, use_cache=False).logits.float()
         log_probs = torch.log_softmax(logits, dim=-1)
         last = _last_real_positions(inputs["attention_mask"])
         for row, n_answer in enumerate(counts):
             targets = torch.arange(int(last[row]) - n_answer + 1, int(last[row]) + 1, device=logits.device)
-            token_ids = inputs["input_ids"][row, targets]
+            token_ids = inputs["input_ids"][row, targets.to(inputs["input_ids"].device)].to(logits.device)
             scores.append(float(log_probs[row, targets - 1].gather(1, token_ids[:, None]).sum()))
     return torch.tensor(scores, dtype=torch.float64)
 
@@ -93,14 +93,14 @@ def candidate_log_likelihoods(loaded: LoadedModel, prompts: Sequence[Sample], ca
     for start in range(0, len(passes), batch_size):
         batch = passes[start:start + batch_size]
         samples = [dataclasses.replace(prompts[i], answer=candidates[i][c], queries=()) for i, c, _, _ in batch]
-        inputs = encode_batch(processor, samples, model.device, model.dtype, append_answers=True)
+        inputs = encode_batch(processor, samples, loaded.input_device, model.dtype, append_answers=True)
         logits = model(**inputs, use_cache=False).logits
         last = _last_real_positions(inputs["attention_mask"]).tolist()
         for row, (index, c, tokens, singles) in enumerate(batch):
             n = len(tokens)
             positions = torch.arange(last[row] - n, last[row] + 1, device=logits.device)  # prompt end … answer
             log_probs = torch.log_softmax(logits[row, positions].float(), dim=-1)  # [n + 1, vocab]
-            found = inputs["input_ids"][row, positions[1:]].tolist()
+            found = inputs["input_ids"][row, positions[1:].to(inputs["input_ids"].device)].tolist()
             if found != tokens:
                 raise ValueError(f"{prompts[index].sample_id}: answer {candidates[index][c]!r} was encoded as "
                                  f"{found}, not {tokens}")

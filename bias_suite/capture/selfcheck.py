@@ -148,7 +148,7 @@ def check_against_model(
                                         "self-check cannot compare post-RoPE keys")
         first = seq - cached.shape[2]  # sliding-window layers keep only the last keys
         for b in rows:
-            index = plan.key_index[b, : plan.key_counts[b]]
+            index = plan.key_index[b, : plan.key_counts[b]].to(cached.device)  # a layer on another GPU
             kept = index >= first
             reference = cached[b][:, index[kept] - first]  # [kv, n, D]
             _compare(name, recorder.checked_keys[layer][b][:, kept.nonzero().flatten()], reference, dtype,

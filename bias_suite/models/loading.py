@@ -19,6 +19,7 @@ import json
 import pickle
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,9 +48,11 @@ from bias_suite.models.hub import (
     hub_timeouts,
     not_on_the_hub,
 )
+from bias_suite.models.placement import describe_placement, dispatch, input_device, offload_folder, remove_with
 from bias_suite.models.shapes import SHAPE_PREFIX, SHAPES, build_shape, is_shape_spec, shape_config
 from bias_suite.models.tiny import TINY_FAMILIES, ensure_checkpoint
-from bias_suite.options import parse_device
+from bias_suite.options import max_memory as parse_budget
+from bias_suite.options import parse_device, parse_device_map
 
 SpecSource = Literal["alias", "local", "hub", "shape"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -95,6 +98,12 @@ class LoadedModel:
     processor: ProcessorMixin
     info: ModelInfo
     geometry: DecoderGeometry
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where inputs go: the input embedding's (execution) device, also under a device map with offloaded
+        parts, where ``model.device`` may be ``meta``."""
+        return input_device(self.model)
 
 
 @dataclass(frozen=True)
@@ -183,13 +192,17 @@ def load_model(
     dtype: str = "auto",
     attn_implementation: str = "sdpa",
     device_map: str | None = None,
+    max_memory: Mapping[int | str, str] | str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
     cache_dir: Path | None = None,
     allow_incomplete_weights: bool = False,
     hub_timeout_seconds: float = HUB_TIMEOUT_SECONDS,
 ) -> LoadedModel:
-    """Load ``spec`` for capture. ``device_map="auto"`` (needs accelerate) spreads a model over GPUs.
+    """Load ``spec`` for capture. ``device_map="auto"`` (needs accelerate) spreads a model over the GPUs, then
+    the CPU, then disk; ``max_memory`` (``{0: "20GiB", "cpu": "60GiB"}`` or ``"0=20GiB,cpu=60GiB"``) bounds each
+    device. Inputs then go to the input embedding's device (:func:`~bias_suite.models.placement.input_device`,
+    ``LoadedModel.input_device``), never ``model.device``; the model is not moved afterwards.
 
     allow_incomplete_weights: load a checkpoint whose weights do not cover the model (transformers fills the
         gaps at random) instead of raising :class:`IncompleteCheckpointError`; ``ModelInfo`` lists the gaps.
@@ -198,8 +211,17 @@ def load_model(
     resolved = route_spec(spec, cache_dir, revision, hub_timeout_seconds)
     spec = resolved.name
     torch_device, torch_dtype = resolve_device(device, dtype)
+    if device_map is not None:
+        device_map = parse_device_map(device_map)
+        if importlib.util.find_spec("accelerate") is None:
+            raise ImportError(f"device_map={device_map!r} needs accelerate: pip install accelerate")
+    budget = parse_budget(max_memory) if isinstance(max_memory, str) else dict(max_memory or {}) or None
+    if budget is not None and device_map is None:
+        raise ValueError("max_memory only means something with a device_map (device_map='auto')")
     if resolved.source == "shape":
-        model, processor = build_shape(spec, torch_device, torch_dtype, attn_implementation)
+        model, processor = build_shape(spec, "cpu" if device_map else torch_device, torch_dtype, attn_implementation)
+        if device_map is not None:
+            model = dispatch(model, device_map, budget)
         return _loaded(spec, resolved, model, processor, WeightGaps())
     route = resolved.route
     with hub_timeouts(hub_timeout_seconds):
@@ -220,10 +242,12 @@ def load_model(
             **hub_kwargs(route),
         )
         if device_map is not None:
-            if importlib.util.find_spec("accelerate") is None:
-                raise ImportError(f"device_map={device_map!r} needs accelerate: pip install accelerate")
             load_kwargs["device_map"] = device_map
+            if budget is not None:  # what does not fit goes to disk (a .bin checkpoint needs a folder for it)
+                load_kwargs.update(max_memory=dict(budget), offload_folder=offload_folder())
         model, loading_info = _load_weights(spec, resolved, route, load_kwargs)
+        if "offload_folder" in load_kwargs:
+            remove_with(model, load_kwargs["offload_folder"])
         gaps = weight_gaps(model, loading_info)
         if gaps.any and not allow_incomplete_weights:
             raise IncompleteCheckpointError(gaps.message(spec, resolved.path))
@@ -468,7 +492,7 @@ def _model_info(spec: str, resolved: ResolvedSpec, model: PreTrainedModel, geome
         revision=getattr(config, "_commit_hash", None),
         config_hash=config_hash(config),
         dtype=str(first_parameter.dtype).removeprefix("torch."),
-        device=str(first_parameter.device),
+        device=describe_placement(model),
         attn_implementation=geometry.attn_implementation,
         n_layers=geometry.n_layers,
         missing_weights=gaps.missing,

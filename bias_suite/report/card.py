@@ -123,6 +123,7 @@ class ReportCard:
     model_verdicts: Mapping[str, ModelVerdict] = field(default_factory=dict)
     reports: tuple[str, ...] = ()  # every report file of the run (the Markdown card names where the rest is)
     samples: tuple[SampleRecord, ...] = ()  # per-sample outcomes and internals of the behaviour cases
+    shard: Mapping | None = None  # a shard's card: its manifest and case records, for bias-suite merge (JSON only)
 
     @classmethod
     def build(cls, record, drift: Sequence[str] = (), updates: Sequence[str] = (), problems: Sequence[str] = (),
@@ -391,6 +392,7 @@ class ReportCard:
             "problems": list(self.problems),
             "updates": list(self.updates),
             "drift": list(self.drift),
+            **({} if self.shard is None else {"shard": self.shard}),
         }
 
     def to_markdown(self, limit: int = MARKDOWN_LIMIT) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bias_suite import __version__
@@ -25,7 +25,7 @@ from bias_suite.gate.rows import ResultRow
 from bias_suite.gate.thresholds import ThresholdFile
 from bias_suite.metrics.samples import SampleRecord
 from bias_suite.report.card import MARKDOWN_LIMIT, ReportCard
-from bias_suite.run.records import Case, CaseRecord
+from bias_suite.run.records import Case, CaseEntry, CaseRecord
 from bias_suite.vocabulary import Status, Verdict
 
 
@@ -47,6 +47,7 @@ class RunRecord:
     measured: set[tuple] = field(default_factory=set)  # keys of the cases that recorded rows
     broken: dict[tuple, str] = field(default_factory=dict)  # cases that died before recording, and why
     other_failures: int = 0  # failed tests that are not gate items (plain pytest in a repository)
+    entries: list[CaseEntry] = field(default_factory=list)  # every add() that said something, in order
 
     @property
     def has_results(self) -> bool:
@@ -54,6 +55,8 @@ class RunRecord:
 
     def add(self, case: Case, record: CaseRecord | None, failed: bool, reason: str) -> None:
         """One test report of a gate item (``record`` when it got that far)."""
+        if record is not None or failed:
+            self.entries.append(CaseEntry(case, record, failed, reason))
         if record is not None:
             self.rows.extend(record.rows)
             self.changes.extend(record.changes)
@@ -99,6 +102,8 @@ class FinishOptions:
     reference: str | None = None
     interrupted: bool = False
     markdown_limit: int = MARKDOWN_LIMIT
+    problems: tuple[str, ...] = ()  # run-level problems found before finishing (a shard that failed)
+    shard: object | None = None  # a sharded run: its ShardRecord (run/shards.py), written into the JSON card
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def finish_run(record: RunRecord, options: FinishOptions, session=None) -> RunOu
 
     session: the controller's :class:`~bias_suite.run.session.GateSession` (cases, rule coverage and the
     threshold file of each model, parsed once; None in unit tests of the card)."""
-    problems: list[str] = []
+    problems: list[str] = list(options.problems)
     thresholds = _threshold_files(record, session)
     drift = sorted({f"{spec}: {line}" for spec, threshold in thresholds.items()
                     for env in record.environments for line in threshold.drift(env)})
@@ -152,6 +157,8 @@ def finish_run(record: RunRecord, options: FinishOptions, session=None) -> RunOu
                             strict_env=options.strict_env, verdicts=verdicts,
                             not_baselined=[v.model for v in verdicts.values() if v.verdict is Verdict.NO_BASELINE],
                             reports=options.reports)
+    if options.shard is not None:
+        card = replace(card, shard=options.shard.to_json())
     written_problems = []
     for path in options.reports:
         try:

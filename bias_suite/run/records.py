@@ -106,3 +106,25 @@ class CaseRecord:
                    Verdict(data.get("verdict", Verdict.NO_BASELINE.value)), data.get("message", ""),
                    bool(data.get("covered", False)),
                    tuple(SampleRecord.from_json(record) for record in data.get("sample_records", ())))
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """One test report of a gate item as the controller added it to its :class:`~bias_suite.run.finish.RunRecord`
+    (``record`` when the case got that far; ``failed`` and ``reason`` when it did not pass). A shard's card
+    keeps every entry, so that a merge replays ``RunRecord.add`` exactly as an unsharded controller did."""
+
+    case: Case
+    record: CaseRecord | None
+    failed: bool = False
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {"case": self.case.to_json(), "record": None if self.record is None else self.record.to_json(),
+                "failed": self.failed, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> CaseEntry:
+        record = data.get("record")
+        return cls(Case.from_json(data["case"]), None if record is None else CaseRecord.from_json(record),
+                   bool(data.get("failed", False)), data.get("reason", ""))

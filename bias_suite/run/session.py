@@ -29,8 +29,9 @@ from bias_suite.measure import Measurement, ModelUnderTest, environment
 from bias_suite.metrics.registry import spec_of
 from bias_suite.models.loading import ResolvedSpec, SpecDescription, describe_spec, route_spec
 from bias_suite.models.prompts import image_settings
-from bias_suite.options import RunSettings
+from bias_suite.options import RunSettings, shard_numbers
 from bias_suite.run.records import Case, CaseRecord
+from bias_suite.run.shards import run_cells, shard_cells
 from bias_suite.vocabulary import CaseKind, Status, Verdict
 
 PROJECTION_LAYERS = 3  # layers per model × benchmark whose key scatter the HTML card shows
@@ -42,22 +43,25 @@ class GateSession:
     def __init__(self, models: Sequence[str], benchmarks: Sequence[str], settings: RunSettings,
                  thresholds: Path, worker: str | None = None, projections: bool = False,
                  reference: str | None = None, families: Mapping[str, str] | None = None,
-                 baseline: str | None = None, blessing: bool = False):
+                 baseline: str | None = None, blessing: bool = False, shard: str | None = None,
+                 descriptions: Mapping[str, SpecDescription] | None = None):
         """reference: ``--bias-reference``, measured like the models and the partner of their paired changes;
         families: ``--family``, model spec → declared family (key ``*``: every model); baseline:
         ``--bias-baseline`` card; blessing: ``--update-thresholds`` (cases are judged against the files as
-        they are, before the bless)."""
+        they are, before the bless); shard: ``--bias-shard`` ``"K/N"``, the run's K-th of N shards of its
+        (model × benchmark) cells (:mod:`bias_suite.run.shards`); descriptions: what each model's config says,
+        when already known (a merge takes them from the shards' manifest instead of reading configs)."""
         candidates = tuple(dict.fromkeys(models))
         self.reference = reference
         self.models = candidates + ((reference,) if reference is not None and reference not in candidates else ())
         self.benchmark_names = tuple(dict.fromkeys(benchmarks))
         self.settings, self.thresholds_location, self.worker = settings, thresholds, worker
         self.projections, self.families, self.baseline_path = projections, dict(families or {}), baseline
-        self.blessing = blessing
+        self.blessing, self.shard = blessing, shard
         self._cards: dict[Path, Baseline] = {}
         self.statistics_threads = _torch_threads()  # before measuring pins the model's own work to one thread
         self._resolved: dict[str, ResolvedSpec] = {}
-        self._described: dict[str, SpecDescription] = {}
+        self._described: dict[str, SpecDescription] = dict(descriptions or {})
         self._benchmarks: dict[str, Benchmark] = {}
         self._loaded: dict[str, ModelUnderTest] = {}
         self._failed: dict[str, BiasSuiteError] = {}
@@ -86,7 +90,19 @@ class GateSession:
         described = self.spec_description(model)
         return LayerSelector.parse(self.settings.layers).resolve(described.n_layers, model, described.attention_layers)
 
+    def cells(self) -> tuple[tuple[str, str], ...]:
+        """The run's (model × benchmark) cells, sorted (:func:`~bias_suite.run.shards.run_cells`)."""
+        return run_cells(self.models, self.benchmark_names)
+
     def cases(self) -> list[Case]:
+        """The cases this process's run consists of: every case, or with ``shard`` those of its cells."""
+        if self.shard is None:
+            return self.all_cases()
+        index, count = shard_numbers(self.shard)
+        kept = set(shard_cells(self.cells(), index, count))
+        return [case for case in self.all_cases() if (case.model, case.benchmark) in kept]
+
+    def all_cases(self) -> list[Case]:
         """Every case of the run, in a stable order: key separation, attention share, then behaviour."""
         layer_cases = [(model, benchmark, layer) for model in self.models for benchmark in self.benchmark_names
                        for layer in self.layers(model)]
@@ -170,8 +186,9 @@ class GateSession:
         return self._loaded[spec]
 
     def _worker_device(self) -> str | None:
-        """Under xdist with several GPUs, worker ``gwN`` takes GPU ``N mod count``."""
-        if self.worker is None or self.settings.device not in ("auto", "cuda"):
+        """Under xdist with several GPUs, worker ``gwN`` takes GPU ``N mod count`` (not under a device map: it
+        places the model over the GPUs itself)."""
+        if self.worker is None or self.settings.device not in ("auto", "cuda") or self.settings.device_map:
             return None
         import torch
 

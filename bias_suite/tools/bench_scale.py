@@ -146,7 +146,7 @@ _BARE_PROCESS = textwrap.dedent("""
     for name in ("photos", "shapes", "conflict"):
         samples = load_benchmark(name, n_samples=n_samples, seed=0).samples
         for first in range(0, len(samples), batch):
-            inputs = encode_batch(loaded.processor, samples[first:first + batch], model.device, model.dtype,
+            inputs = encode_batch(loaded.processor, samples[first:first + batch], loaded.input_device, model.dtype,
                                   append_answers=all(s.answer for s in samples))
             with torch.no_grad():
                 model(**prefill_kwargs(model, inputs), logits_to_keep=1)
