@@ -23,8 +23,9 @@ its items (the unit ``--samples`` draws and the bootstrap resamples):
 
 A rate over a qualified subset is undefined (NaN, with ``undefined_because`` saying "n of N items
 qualified") when fewer than :data:`MIN_QUALIFIED` items qualify — never a silent pass. Rates use
-:func:`~bias_suite.metrics.behaviour.rate_estimate`; other aggregates a bootstrap over items with the
-replicates kept.
+:func:`~bias_suite.metrics.behaviour.rate_estimate` (Clopper–Pearson); means over items a bootstrap-t
+(:func:`item_mean`); other scores a delete-one-item jackknife-t (:func:`weighted_statistic`), their bootstrap
+replicates and jackknife values kept for paired changes.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from dataclasses import dataclass
 
 import torch
 
+from bias_suite.metrics import intervals
 from bias_suite.metrics.behaviour import rate_estimate
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, jackknife_estimate, mean_estimate
 from bias_suite.vocabulary import BehaviourKind
 
 MIN_QUALIFIED = 10
@@ -135,8 +137,8 @@ def qualified_rate(outcomes: Sequence[bool], qualified: Sequence[bool], n_bootst
 
 def item_mean(values: Sequence[float], n_bootstrap: int, seed: int, bounds=(-math.inf, math.inf),
               qualified: Sequence[bool] | None = None, rule: str = "") -> Estimate:
-    """Mean over items of a per-item value (NaN: left out), with a bootstrap over items; over the qualified
-    items only when ``qualified`` is given (undefined below :data:`MIN_QUALIFIED` of them)."""
+    """Mean over items of a per-item value (NaN: left out), with a bootstrap-t interval over items; over the
+    qualified items only when ``qualified`` is given (undefined below :data:`MIN_QUALIFIED` of them)."""
     values = torch.tensor(values, dtype=torch.float64)
     if qualified is not None:
         mask = torch.tensor(list(qualified), dtype=torch.bool)
@@ -144,21 +146,18 @@ def item_mean(values: Sequence[float], n_bootstrap: int, seed: int, bounds=(-mat
             return Estimate(NAN, NAN, NAN, undefined_because=(
                 f"{int(mask.sum())} of {len(mask)} items qualified ({rule}); at least {MIN_QUALIFIED} are needed"))
         values = values[mask]
-    return weighted_statistic(lambda w: _weighted_mean(w, values), len(values), n_bootstrap, seed, bounds)
+    return mean_estimate(values, bootstrap_weights(len(values), n_bootstrap, seed), bounds)
 
 
 def weighted_statistic(statistic: Callable[[torch.Tensor], torch.Tensor], n_items: int, n_bootstrap: int, seed: int,
                        bounds=(-math.inf, math.inf)) -> Estimate:
-    """``statistic(weights)`` (``weights``: ``[n_replicates, n_items]`` multiplicities → ``[n_replicates]``) at
-    unit weights and over bootstrap draws of the items, as an Estimate with its replicates kept."""
-    weights = torch.cat([torch.ones(1, n_items, dtype=torch.float64), bootstrap_weights(n_items, n_bootstrap, seed)])
+    """``statistic(weights)`` (``weights``: ``[n_replicates, n_items]`` per-item weights → ``[n_replicates]``) at
+    unit weights with a delete-one-item jackknife-t interval, its bootstrap replicates and jackknife values
+    kept."""
+    weights = torch.cat([torch.ones(1, n_items, dtype=torch.float64), bootstrap_weights(n_items, n_bootstrap, seed),
+                         intervals.jackknife_weights(n_items)])
     values = statistic(weights)
-    return with_interval(values[0], values[1:], bounds=bounds, keep_replicates=True)
-
-
-def _weighted_mean(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    defined = torch.isfinite(values).double()
-    return (weights @ torch.nan_to_num(values * defined)) / (weights @ defined)
+    return jackknife_estimate(values[0], values[-n_items:], bounds, replicates=values[1:-n_items], keep=True)
 
 
 # --------------------------------------------------------------------------- the suites
