@@ -386,9 +386,27 @@ def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_
 
         sample_weights = 1.0 - torch.nn.functional.one_hot(index, n_samples).double()  # [b, S]
         jsd[first:first + n_left] = _jsd_rows(heldout_bits(logits, layout.is_image), layout, sample_weights)
-        both = auroc(logits.reshape(-1, n_tokens), layout, sample_weights).view(n_left, n_left, -1)
-        auc[first:first + n_left] = both[torch.arange(n_left), torch.arange(n_left)]
+        auc[first:first + n_left] = _auroc_kept(logits, is_image, keep)
     return jsd, auc
+
+
+def _auroc_kept(scores: Tensor, is_image: Tensor, keep: Tensor) -> Tensor:
+    """:func:`auroc` of fit ``b``'s scores ``[B, P, n]`` over the tokens it keeps (``keep`` ``[B, n]``): the share
+    of (image, text) pairs of kept tokens that the image token wins, ties counting ½. ``[B, P]``."""
+    n_fits, n_problems, n_tokens = scores.shape
+    kept = keep[:, None, :].expand(-1, n_problems, -1)
+    order = torch.argsort(scores, dim=-1, stable=True)
+    ordered = scores.gather(-1, order)
+    image = is_image[order] & kept.gather(-1, order)
+    text = ~is_image[order] & kept.gather(-1, order)
+    new_group = torch.ones_like(ordered, dtype=torch.bool)
+    new_group[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    group = new_group.long().cumsum(-1) - 1  # tie group of each sorted token
+    text_per_group = torch.zeros(n_fits, n_problems, n_tokens, dtype=torch.float64, device=scores.device)
+    text_per_group.scatter_add_(-1, group, text.double())
+    beaten = text_per_group.cumsum(-1) - 0.5 * text_per_group  # text tokens strictly below + ½ tied
+    wins = (beaten.gather(-1, group) * image).sum(-1)
+    return wins / (image.sum(-1) * text.sum(-1)).double()
 
 
 def _jsd_rows(bits: Tensor, layout: TokenLayout, sample_weights: Tensor) -> Tensor:

@@ -168,8 +168,9 @@ class _Designs:
 def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
                        config: KeySpaceConfig) -> dict[str, Tensor]:
     """All statistics of P independent problems (heads): ``{name: [1 + B + S, P]}`` (rows as
-    :class:`_Designs`; ``jsd_proj`` has NaN jackknife rows) plus ``_mmd2_null`` (``[n_permutations, P]``) and
-    ``mmd2_pvalue`` (``[1, P]``). keys: ``[P, n, d]`` in block order, on the device to compute on."""
+    :class:`_Designs`; ``jsd_proj`` has NaN jackknife rows, ``jsd`` and ``auroc`` NaN bootstrap rows) plus
+    ``_mmd2_null`` (``[n_permutations, P]``) and ``mmd2_pvalue`` (``[1, P]``). keys: ``[P, n, d]`` in block order,
+    on the device to compute on."""
     keys = kernel.in_canonical_order(keys.float(), layout)
     centred = keys - keys.mean(1, keepdim=True)
     sigma2 = kernel.bandwidths(keys, centred, layout, config.seed)  # [1 + S, P]: the data, then each left out
@@ -191,12 +192,17 @@ def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
     undefined = torch.full((layout.n_samples, keys.shape[0]), float("nan"), dtype=torch.float64, device=keys.device)
     statistics["jsd_proj"] = torch.cat([moments.projected_jsd(histograms, layout, designs.resampled), undefined])
 
+    # jsd and auroc: the data, then the refit jackknife; no bootstrap rows (their interval refits the classifier,
+    # and replicates that hold its logits fixed would pair with nothing)
     logits = classifier.heldout_logits(keys, layout, block_moments, designs.n_folds, config.seed, config.shrinkage)
     bits = classifier.heldout_bits(logits, layout.is_image)
     jsd_jackknife, auroc_jackknife = classifier.refit_jackknife(keys, layout, block_moments, designs.n_folds,
                                                                 config.seed, config.shrinkage)
-    statistics["jsd"] = torch.cat([classifier.jsd_bound(bits, layout, designs.resampled), jsd_jackknife])
-    statistics["auroc"] = torch.cat([classifier.auroc(logits, layout, designs.resampled), auroc_jackknife])
+    data = designs.weights[:1]
+    no_bootstrap = torch.full((designs.n_bootstrap, keys.shape[0]), float("nan"), dtype=torch.float64,
+                              device=keys.device)
+    statistics["jsd"] = torch.cat([classifier.jsd_bound(bits, layout, data), no_bootstrap, jsd_jackknife])
+    statistics["auroc"] = torch.cat([classifier.auroc(logits, layout, data), no_bootstrap, auroc_jackknife])
     return statistics
 
 
@@ -287,7 +293,8 @@ def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> 
             data, bootstrap, jackknife = values[0], values[1:-n_samples], values[-n_samples:]
             if name in JACKKNIFED:
                 method, scale = JACKKNIFED[name]
-                metrics[name] = jackknife_estimate(data, jackknife, METRICS[name].range, scale, method, bootstrap,
+                kept = bootstrap if bool(torch.isfinite(bootstrap).any()) else None
+                metrics[name] = jackknife_estimate(data, jackknife, METRICS[name].range, scale, method, kept,
                                                    keep=pooled)
             else:
                 metrics[name] = with_interval(data, bootstrap, bounds=METRICS[name].range, keep_replicates=pooled,

@@ -24,6 +24,7 @@ from scipy.spatial.distance import cdist, jensenshannon
 from scipy.special import log_expit
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from bias_suite.metrics import classifier, kernel, moments
 from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
@@ -37,7 +38,13 @@ JACKKNIFED = {"jsd": None, "auroc": "logit", "mmd2": None, "intra_image": None, 
 
 def reference_keyspace_metrics(image_keys, image_samples, text_keys, text_samples,
                                config: KeySpaceConfig | None = None) -> list[dict[str, Estimate]]:
-    """Per-head and pooled ``{metric: Estimate}`` dicts (same order as ``keyspace_metrics``)."""
+    """Per-head and pooled ``{metric: Estimate}`` dicts (same order as ``keyspace_metrics``). BLAS runs on one
+    thread: its small solves on a busy machine are hundreds of times slower with several."""
+    with threadpool_limits(limits=1):
+        return _reference(image_keys, image_samples, text_keys, text_samples, config)
+
+
+def _reference(image_keys, image_samples, text_keys, text_samples, config: KeySpaceConfig | None):
     config = config if config is not None else KeySpaceConfig()
     layout = TokenLayout.of(image_samples, text_samples)
     image = np.asarray(image_keys, dtype=np.float64).reshape(image_keys.shape[0], -1, image_keys.shape[-1])
