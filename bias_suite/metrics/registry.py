@@ -254,9 +254,12 @@ _BEHAVIOUR = (
     _behaviour("same_answer_rate", "share of pairs given the same answer for both images (image-blind: 1)", _RATE,
                HIGHER_IS_WORSE),
     _behaviour("member_accuracy", "accuracy per image of the pairs", "mean over pairs of the pair's share right; "
-               + _ITEM_BOOTSTRAP, LOWER_IS_WORSE),
+               + _ITEM_BOOTSTRAP, LOWER_IS_WORSE,
+               interval="Clopper–Pearson over the pairs' answers at the effective sample size (Korn–Graubard: the "
+               "two answers of a pair may be correlated)"),
     _behaviour("pairing_gap", "member_accuracy − paired_accuracy: how much per-image accuracy overstates what is "
-               "seen", _ITEM_BOOTSTRAP, HIGHER_IS_WORSE, low=-1.0, high=1.0),
+               "seen", "½ × the share of pairs with exactly one image right, " + _ITEM_BOOTSTRAP, HIGHER_IS_WORSE,
+               low=-1.0, high=1.0, interval="½ × Clopper–Pearson of the pairs with exactly one image right"),
     *(_behaviour(f"{attribute}_paired_accuracy",
                  f"paired_accuracy of the pairs that differ in {attribute.replace('_', ' ')}", _RATE, LOWER_IS_WORSE,
                  gateable=False, reported_because=_SUBSET)

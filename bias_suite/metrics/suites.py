@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -158,6 +158,25 @@ def weighted_statistic(statistic: Callable[[torch.Tensor], torch.Tensor], n_item
                          intervals.jackknife_weights(n_items)])
     values = statistic(weights)
     return jackknife_estimate(values[0], values[-n_items:], bounds, replicates=values[1:-n_items], keep=True)
+
+
+def _member_accuracy(shares: torch.Tensor, n_bootstrap: int, seed: int) -> Estimate:
+    """The share of right answers over the images of the pairs (per-pair shares ``[n]`` in {0, ½, 1}): the
+    clustered Clopper–Pearson interval (the two answers of a pair may agree more than chance), the
+    leave-one-pair-out values and bootstrap replicates kept."""
+    estimate = weighted_statistic(lambda w: (w @ shares) / w.sum(-1), len(shares), n_bootstrap, seed, (0.0, 1.0))
+    low, high = intervals.clustered_clopper_pearson((2 * shares).round(), 2)
+    return replace(estimate, ci_low=low, ci_high=high, interval=intervals.CLUSTERED_CLOPPER_PEARSON)
+
+
+def _scaled(estimate: Estimate, factor: float, interval: str) -> Estimate:
+    """``estimate`` (its interval, replicates and jackknife values) times ``factor`` > 0."""
+    def times(values):
+        return None if values is None else tuple(factor * x for x in values)
+
+    return replace(estimate, value=factor * estimate.value, ci_low=factor * estimate.ci_low,
+                   ci_high=factor * estimate.ci_high, replicates=times(estimate.replicates),
+                   jackknife=times(estimate.jackknife), interval=interval)
 
 
 # --------------------------------------------------------------------------- the suites
@@ -287,10 +306,10 @@ def paired_image_estimates(items: Sequence[ScoredItem], n_bootstrap: int, seed: 
     results = {
         "paired_accuracy": _rate(both, n_bootstrap, seed),
         "same_answer_rate": _rate([item["a"].choice == item["b"].choice for item in items], n_bootstrap, seed),
-        "member_accuracy": weighted_statistic(lambda w: (w @ shares[:, 0]) / w.sum(-1), len(items), n_bootstrap, seed,
-                                              (0.0, 1.0)),
-        "pairing_gap": weighted_statistic(lambda w: (w @ (shares[:, 0] - shares[:, 1])) / w.sum(-1), len(items),
-                                          n_bootstrap, seed, (-1.0, 1.0)),
+        "member_accuracy": _member_accuracy(shares[:, 0], n_bootstrap, seed),
+        # member − paired accuracy = ½ · [exactly one image of the pair right]: half a rate
+        "pairing_gap": _scaled(_rate([item["a"].correct != item["b"].correct for item in items], n_bootstrap, seed),
+                               0.5, "½ × " + intervals.CLOPPER_PEARSON + " of the pairs with one image right"),
     }
     for attribute in PAIR_ATTRIBUTES:
         having = [right for item, right in zip(items, both) if item["a"].info.get("attribute") == attribute]

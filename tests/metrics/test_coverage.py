@@ -44,3 +44,28 @@ def test_clopper_pearson_covers_every_rate_and_wilson_does_not(n):
 @pytest.mark.parametrize("n", [8, 16])
 def test_newcombe_paired_change_of_a_rate_covers(n):
     assert bench_coverage.paired_rate_coverage(n) >= 0.90
+
+
+@pytest.mark.parametrize("n_pairs", [8, 16])
+def test_paired_image_accuracies_cover_whatever_the_rate_and_the_correlation_within_a_pair(n_pairs):
+    """member_accuracy (two correlated answers per pair) and pairing_gap (½ × pairs with one image right):
+    Student's t covered 0.41 at 8 pairs near a rate of 0.95."""
+    import numpy as np
+    import torch
+
+    from bias_suite.metrics.suites import _member_accuracy, _rate, _scaled
+
+    rng = np.random.default_rng(n_pairs)
+    for rate in (0.05, 0.5, 0.95):
+        for correlation in (0.0, 0.7):
+            both = rate * rate + correlation * rate * (1 - rate)
+            cells_p = [both, rate - both, rate - both, 1 - 2 * rate + both]  # both right, a only, b only, neither
+            hits = {"member_accuracy": 0, "pairing_gap": 0}
+            for _ in range(300):
+                cells = rng.choice(4, size=n_pairs, p=cells_p)
+                a, b = np.isin(cells, [0, 1]), np.isin(cells, [0, 2])
+                member = _member_accuracy(torch.tensor((a.astype(float) + b) / 2), 20, 0)
+                gap = _scaled(_rate(list(a != b), 20, 0), 0.5, "")
+                hits["member_accuracy"] += member.ci_low <= rate <= member.ci_high
+                hits["pairing_gap"] += gap.ci_low <= rate - both <= gap.ci_high
+            assert min(hits.values()) / 300 >= 0.90, (rate, correlation, hits)
