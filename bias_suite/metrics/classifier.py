@@ -306,7 +306,8 @@ def _outer_scores(scores: Tensor, best: Tensor, token_fold: Tensor) -> Tensor:
 def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_folds: int, seed: int,
                     grid: tuple[float, ...] = SHRINKAGE_GRID) -> tuple[Tensor, Tensor]:
     """``jsd`` and ``auroc`` with each sample left out and the **whole nested cross-validation refitted**
-    without it (same folds; the sample's weight 0): ``([S, P], [S, P])`` float64.
+    without it (same folds; the sample's weight 0): ``([S, P], [S, P])`` float64; NaN for a refit in which a
+    training set would have no token of a class (3 samples in 3 folds).
 
     Holding the fitted logits fixed ignores that the classifier varies with the samples as much as the
     evaluation does (those intervals covered 63–86 % of the value they estimate in simulation); the refit
@@ -345,6 +346,7 @@ def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_
         changed = torch.cat([changed_inner, changed_outer], 1)  # [b, C]
         n_inner, n_changed = changed_inner.shape[1], changed.shape[1]
         counts = full.counts[changed] - sample_counts[index][:, None]  # [b, C, 2]
+        impossible = (counts <= 0).any(-1).any(-1)  # [b]: a training set loses a class (3 samples, 3 folds)
         means = (full.totals[:, changed] - sample_totals[:, index][:, :, None]) / counts[..., None]  # [P, b, C, 2, d]
         scale = (0.5 / counts).float().reshape(-1, 2)  # [b·C, 2]
         coefficients = torch.zeros(n_left * n_changed, 2 * (n_sets + n_samples), device=device)
@@ -387,6 +389,8 @@ def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_
         sample_weights = 1.0 - torch.nn.functional.one_hot(index, n_samples).double()  # [b, S]
         jsd[first:first + n_left] = _jsd_rows(heldout_bits(logits, layout.is_image), layout, sample_weights)
         auc[first:first + n_left] = _auroc_kept(logits, is_image, keep)
+        jsd[first:first + n_left][impossible] = float("nan")
+        auc[first:first + n_left][impossible] = float("nan")
     return jsd, auc
 
 

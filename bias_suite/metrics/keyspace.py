@@ -267,6 +267,8 @@ JACKKNIFED = {
     "centroid_cosine": (intervals.JACKKNIFE_T, None),
     "norm_ratio": (intervals.JACKKNIFE_T_LOG, "log"),
 }
+NO_REFIT = ("no interval: refitting the nested cross-validation without a sample leaves a training set without "
+            "one modality (at least 4 samples are needed; a gated row needs 8)")
 NO_VARIATION = (
     "no between-sample variation detectable: the pooled intra term ½(intra_image + intra_text) = {value:.3g} "
     "[{low:.3g}, {high:.3g}] is not significantly positive, so inter ÷ intra is unbounded (the keys of "
@@ -294,8 +296,9 @@ def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> 
             if name in JACKKNIFED:
                 method, scale = JACKKNIFED[name]
                 kept = bootstrap if bool(torch.isfinite(bootstrap).any()) else None
+                why = NO_REFIT if name in ("jsd", "auroc") and not bool(torch.isfinite(jackknife).all()) else None
                 metrics[name] = jackknife_estimate(data, jackknife, METRICS[name].range, scale, method, kept,
-                                                   keep=pooled)
+                                                   keep=pooled, undefined_because=why)
             else:
                 metrics[name] = with_interval(data, bootstrap, bounds=METRICS[name].range, keep_replicates=pooled,
                                               n_samples=n_samples)

@@ -11,7 +11,7 @@
 * ``keyspace_case_seconds_llava7b``: one gate case (one layer, one benchmark) at LLaVA-1.5-7B's key
   geometry — 32 KV heads × 128, 16 samples × 64 image and 40 text keys (the default token cap and
   sample count) — with the default settings, on the cores this process has. Target ≤ 1.0 s on 2 cores
-  (before the refit jackknife; it is about 3 s now).
+  (0.8 s before the refit and bandwidth jackknives; about 3.6 s now: see the README).
 
 Keys are Gaussian with a per-sample offset (tokens of one sample are dependent, as in a model) and
 image keys shifted away from text keys.
