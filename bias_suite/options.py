@@ -27,7 +27,8 @@ DEFAULT_SAMPLES = 16
 MIN_SAMPLES = 3  # key-space statistics pair distinct samples and cross-validate over them
 MIN_GATED_SAMPLES = 8  # fewer, and a gated row is INCONCLUSIVE: its interval cannot be trusted
 DEFAULT_TOKEN_CAP = 64
-DEFAULT_BOOTSTRAP = 200
+DEFAULT_BOOTSTRAP = 1000  # bootstrap-t needs ~1000 (python -m bias_suite bench: +x % of the key-space time vs 200)
+ESTIMATOR_VERSION = 2  # recorded with every bound: 2 = jackknife intervals, energy ratio, template-robust intra terms
 MIN_BOOTSTRAP = 50
 REPORT_SUFFIXES = (".md", ".json", ".html")
 SEED_LIMIT = 2**32
@@ -233,6 +234,7 @@ class RunSettings:
             object.__setattr__(self, "max_memory", parse_max_memory(self.max_memory))
 
     def recorded(self) -> dict[str, int | None]:
-        """The settings a bound depends on, as a threshold file records them."""
+        """The settings a bound depends on, as a threshold file records them (``estimator_version``: which
+        estimators and intervals measured it, :data:`ESTIMATOR_VERSION`)."""
         return {"n_samples": self.n_samples, "max_tokens_per_modality": self.max_tokens_per_modality,
-                "seed": self.seed, "n_bootstrap": self.n_bootstrap}
+                "seed": self.seed, "n_bootstrap": self.n_bootstrap, "estimator_version": ESTIMATOR_VERSION}

@@ -16,7 +16,7 @@ from pathlib import Path
 from bias_suite.errors import BaselineError
 from bias_suite.gate.rows import ResultRow
 
-COMPARED_SETTINGS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap")
+COMPARED_SETTINGS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap", "estimator_version")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Baseline:
 
     path: Path
     models: tuple[str, ...]
-    rows: Mapping[tuple, ResultRow]  # pooled rows with replicates, by (model, benchmark, layer, metric)
+    rows: Mapping[tuple, ResultRow]  # pooled rows that can be paired, by (model, benchmark, layer, metric)
     benchmarks: Mapping[str, Mapping]  # name → {n_samples, hash}
     settings: Mapping[str, object]
 
@@ -47,7 +47,7 @@ def read_card(path: Path) -> dict:
 
 def load_baseline(path: str | Path, label: str = "--bias-baseline") -> Baseline:
     """Read a card written with ``--bias-report=….json`` (or a blessed ``….card.json.gz``); it must carry
-    replicates (cards do). ``label`` names where the path came from in errors."""
+    jackknife values or replicates (cards do). ``label`` names where the path came from in errors."""
     path = Path(path)
     try:
         card = read_card(path)
@@ -60,10 +60,10 @@ def load_baseline(path: str | Path, label: str = "--bias-baseline") -> Baseline:
     rows = {}
     for entry in card["results"]:
         row = ResultRow.from_json(entry)
-        if row.head is None and row.replicates is not None:
+        if row.head is None and (row.jackknife is not None or row.replicates is not None):
             rows[(row.model, row.benchmark, row.layer, row.metric)] = row
     if not rows:
-        raise BaselineError(f"{label} {path}: the card has no bootstrap replicates to pair with "
+        raise BaselineError(f"{label} {path}: the card has no jackknife values or bootstrap replicates to pair with "
                             "(write it with this version of bias-suite)")
     return Baseline(path, tuple(model["spec"] for model in card.get("models", [])), rows,
                     {b["name"]: b for b in card.get("benchmarks", [])}, card.get("settings") or {})

@@ -14,8 +14,8 @@ Each version holds:
 * a ``max_increase`` rule per blessed metric (the regression test: a later run of the family is paired with
   this one, sample by sample, and a change beyond the tolerance fails), its tolerance from the file's
   ``policy`` or the metric registry;
-* ``baseline_card``: this run's JSON card (the rows of the blessed metrics with their bootstrap replicates,
-  gzip) in a file beside the YAML, named by version, with its sha256;
+* ``baseline_card``: this run's JSON card (the rows of the blessed metrics with their leave-one-sample-out
+  values, or bootstrap replicates, gzip) in a file beside the YAML, named by version, with its sha256;
 * ``settings``: the comparability key the bounds were measured with; ``not_bounded``: every blessed metric
   that got no bound, with the reason (a bound at the end of the metric's range could never fail).
 
@@ -239,7 +239,8 @@ def _change_rules(rules: Sequence[dict], rows: Sequence[ResultRow], current: Thr
 def write_baseline_card(path: Path, document: dict, models: Sequence[BlessedModel],
                         request: BlessRequest) -> Path | None:
     """Write the blessed run's card beside ``path`` (gzip; the rows of the metrics a ``max_increase`` rule
-    bounds, pooled over heads, with their replicates) and record its sha256 in ``document``. Returns its path."""
+    bounds, pooled over heads, with their jackknife values or replicates) and record its sha256 in ``document``.
+    Returns its path."""
     entry = document.get("baseline_card")
     if entry is None or request.card is None:
         return None
@@ -247,7 +248,8 @@ def write_baseline_card(path: Path, document: dict, models: Sequence[BlessedMode
     bounded = {rule["metric"] for rule in document["rules"] if "max_increase" in rule}
     card = dict(request.card)
     card["results"] = [row for row in request.card.get("results", []) if row["model"] in specs
-                       and row.get("head") is None and row["metric"] in bounded and row.get("replicates")]
+                       and row.get("head") is None and row["metric"] in bounded
+                       and (row.get("jackknife") or row.get("replicates"))]
     card["models"] = [model for model in request.card.get("models", []) if model.get("spec") in specs]
     card.pop("changes", None)
     data = gzip.compress(json.dumps(card, sort_keys=True, allow_nan=False).encode("utf-8"), mtime=0)

@@ -1,10 +1,12 @@
 """Paired changes: a candidate against the run it must not be worse than, sample by sample.
 
-Two measurements of the same samples with the same seed drew the same bootstrap replicates (the weights
-depend on the sample count and the seed only), so replicate ``r`` of a change is replicate ``r`` of the
-candidate minus replicate ``r`` of its partner: a paired bootstrap interval. The partner is a reference
-measured in the same run (``--bias-reference``), the blessed run stored beside a family file, or a previous
-run's card (``--bias-baseline``).
+Two measurements of the same samples (same seed) are paired by their leave-one-sample-out values: the
+change's interval is a jackknife-t on the differences of the two runs' jackknife values (Newcombe's paired
+interval for rates), computed by :func:`bias_suite.metrics.estimate.paired_change`. A partner without
+jackknife values (a card of an older version) is paired replicate by replicate instead: the two runs drew
+the same bootstrap weights, so replicate ``r`` of the change is replicate ``r`` of the candidate minus
+replicate ``r`` of its partner. The partner is a reference measured in the same run (``--bias-reference``),
+the blessed run stored beside a family file, or a previous run's card (``--bias-baseline``).
 
 Each change is taken in its metric's worse direction (positive: more text bias) and judged against a
 tolerance ``t`` (a ``max_increase`` rule, a file's ``policy`` or the registry's default):
@@ -12,7 +14,7 @@ tolerance ``t`` (a ``max_increase`` rule, a file's ``policy`` or the registry's 
 * **GO** (``pass``): the whole interval lies at or below ``t``;
 * **NO-GO** (``fail``): the whole interval lies above ``t``;
 * **INCONCLUSIVE**: the interval straddles ``t``, or the two runs cannot be paired (other samples, seed,
-  replicate count), named in the message;
+  another number of leave-one-out values or replicates), named in the message;
 * ``error``: the change could not be computed.
 """
 
@@ -22,11 +24,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import torch
-
-from bias_suite.gate.rows import ResultRow, stored_replicates
-from bias_suite.metrics.estimate import with_interval
-from bias_suite.metrics.registry import LOWER_IS_WORSE, spec_of
+from bias_suite.gate.rows import JACKKNIFE_DIGITS, ResultRow, stored_replicates
+from bias_suite.metrics.estimate import Estimate
+from bias_suite.metrics.estimate import paired_change as paired_estimate
+from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE, spec_of
 from bias_suite.vocabulary import Status
 
 # What a change is judged against: (tolerance, where it comes from), or None when nothing bounds it.
@@ -51,6 +52,8 @@ class Change:
     baseline_value: float | None = None
     value: float | None = None
     message: str = ""
+    detectable: float | None = None  # the smallest true increase beyond the tolerance detected with 80 % power
+    interval: str | None = None  # how the change's interval was made
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -80,6 +83,10 @@ class Change:
                 "baseline_value": finite(self.baseline_value), "value": finite(self.value)}
         if self.message:
             data["message"] = self.message
+        if self.detectable is not None and math.isfinite(self.detectable):
+            data["detectable"] = self.detectable
+        if self.interval is not None:
+            data["interval"] = self.interval
         return data
 
     @classmethod
@@ -90,7 +97,8 @@ class Change:
         return cls(data["model"], data["baseline_model"], data["benchmark"], data["layer"], data["metric"],
                    number(data["increase"]), tuple(data["ci"]) if data.get("ci") else None, data["status"],
                    data.get("bound"), data.get("rule"), data.get("against", "baseline"),
-                   data.get("baseline_value"), data.get("value"), data.get("message", ""))
+                   data.get("baseline_value"), data.get("value"), data.get("message", ""), data.get("detectable"),
+                   data.get("interval"))
 
 
 def judge_change(increase: float, ci: tuple[float, float] | None, tolerance: float) -> tuple[Status, str]:
@@ -115,28 +123,36 @@ def paired_change(row: ResultRow, partner: ResultRow, tolerance: tuple[float, st
                   not_comparable: str | None = None) -> Change:
     """The change of ``row`` against ``partner`` (the same metric, benchmark and layer of the other run).
 
-    Paired by replicate when both carry the same number of replicates and ``not_comparable`` is None;
-    otherwise the point difference only, INCONCLUSIVE for the reason given."""
+    Paired by sample (:func:`bias_suite.metrics.estimate.paired_change`) when ``not_comparable`` is None and
+    the two can be paired; otherwise the point difference only, INCONCLUSIVE for the reason given."""
     sign = worse_sign(row.metric)
     value, other = float(row.value), float(partner.value)
     increase = sign * (value - other)
     bound, source = tolerance if tolerance is not None else (None, None)
-    if not_comparable is None and (row.replicates is None or partner.replicates is None
-                                   or len(row.replicates) != len(partner.replicates)):
-        not_comparable = (f"not comparable: {len(row.replicates or ())} bootstrap replicates here, "
-                          f"{len(partner.replicates or ())} in {against} (run with the same --bias-bootstrap)")
     base = Change(row.model, partner.model, row.benchmark, row.layer, row.metric, increase, None, Status.UNCHECKED,
                   bound, source, against, other, value)
+    estimate = None
+    if not_comparable is None:
+        estimate = paired_estimate(_as_stored(row), _as_stored(partner), sign, against)
+        if estimate.undefined_because is not None:
+            not_comparable = estimate.undefined_because
     if not_comparable is not None:
         status = Status.UNCHECKED if tolerance is None else Status.INCONCLUSIVE
         return replace(base, status=status, message=not_comparable)
-    paired = sign * (torch.tensor(stored_replicates(row.replicates), dtype=torch.float64)
-                     - torch.tensor(stored_replicates(partner.replicates), dtype=torch.float64))
-    estimate = with_interval(increase, paired)
+    paired = replace(base, increase=estimate.value, ci=estimate.ci, interval=estimate.interval,
+                     detectable=estimate.detectable(HIGHER_IS_WORSE))
     if tolerance is None:
-        return replace(base, increase=estimate.value, ci=estimate.ci)
+        return paired
     status, message = judge_change(estimate.value, estimate.ci, bound)
-    return replace(base, increase=estimate.value, ci=estimate.ci, status=status, message=message)
+    return replace(paired, status=status, message=message)
+
+
+def _as_stored(row: ResultRow) -> Estimate:
+    """A row's value with its jackknife values and replicates as a card stores them (both sides of a change
+    are rounded alike, so it is the same whether its partner came from this run or from a card)."""
+    return Estimate(float(row.value), replicates=None if row.replicates is None else stored_replicates(row.replicates),
+                    jackknife=None if row.jackknife is None else stored_replicates(row.jackknife, JACKKNIFE_DIGITS),
+                    interval=row.interval)
 
 
 def paired_changes(rows: Sequence[ResultRow], partners: Mapping[tuple, ResultRow], partner_model: str,

@@ -51,7 +51,9 @@ class Gauge:
         undefined = f"{metric} could not be computed: {estimate.undefined_because or 'NaN or inf'}"
         base = ResultRow(self.model, benchmark, layer, head, metric, estimate.value, estimate.ci, Status.UNCHECKED,
                          direction=direction, replicates=estimate.replicates if head is None else None,
-                         message=undefined if estimate.undefined_because else "")
+                         message=undefined if estimate.undefined_because else "",
+                         jackknife=estimate.jackknife if head is None else None, interval=estimate.interval,
+                         detectable=estimate.detectable(direction))
         rules = [] if head is not None else self._rules(metric, benchmark, layer)
         if not rules:
             return base
@@ -70,7 +72,8 @@ class Gauge:
         status, file, rule, problem = max(judged, key=lambda item: item[0].severity)
         message = undefined if status is Status.ERROR else problem
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
-                       rule=rule_reference(file, rule), message=message)
+                       rule=rule_reference(file, rule), message=message,
+                       detectable=estimate.detectable(rule.bound.direction))
 
     def baselines(self, row: ResultRow) -> bool:
         """True when ``row`` was judged by a rule of the model's own (baselining) threshold file."""

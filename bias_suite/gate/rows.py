@@ -19,12 +19,14 @@ from bias_suite.metrics.registry import HIGHER_IS_WORSE
 from bias_suite.vocabulary import Status
 
 REPLICATE_DIGITS = 6  # significant digits kept of each bootstrap replicate in reports
+JACKKNIFE_DIGITS = 10  # of each leave-one-out value: a paired jackknife-t reads the differences between them
 
 
-def stored_replicates(replicates: Iterable[float]) -> tuple[float, ...]:
-    """Replicates as a card stores them (:data:`REPLICATE_DIGITS` significant digits): paired changes use this
-    form on both sides, so a change is the same whether its partner came from this run or from a card."""
-    return tuple(float(f"{x:.{REPLICATE_DIGITS}g}") if math.isfinite(x) else x for x in replicates)
+def stored_replicates(replicates: Iterable[float], digits: int = REPLICATE_DIGITS) -> tuple[float, ...]:
+    """Replicates (or jackknife values, with :data:`JACKKNIFE_DIGITS`) as a card stores them (``digits``
+    significant digits): paired changes use this form on both sides, so a change is the same whether its
+    partner came from this run or from a card."""
+    return tuple(float(f"{x:.{digits}g}") if math.isfinite(x) else x for x in replicates)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class ResultRow:
     rule: str | None = None  # "file.yaml rules[3]" of the rule that set the status
     message: str = ""  # why a gated row errored
     replicates: tuple[float, ...] | None = field(default=None, compare=False)  # pooled rows, for --bias-baseline
+    # pooled rows: the leave-one-sample-out values (samples in sorted-id order), for paired jackknife changes
+    jackknife: tuple[float, ...] | None = field(default=None, compare=False)
+    interval: str | None = field(default=None, compare=False)  # how the interval was made
+    # the smallest true distance to a bound (metric units) this run detects with 80 % power
+    detectable: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))  # "pass" and Status.PASS are the same status
@@ -98,7 +105,8 @@ class ResultRow:
                 -1 if self.head is None else self.head, self.metric)
 
     def to_json(self, with_replicates: bool = True) -> dict:
-        """A JSON-safe dict (non-finite numbers become null)."""
+        """A JSON-safe dict (non-finite numbers become null). ``with_replicates``: the leave-one-out values
+        (``jackknife``), or where a row has none its bootstrap ``replicates``, for later paired changes."""
         def finite(x):
             return x if x is not None and math.isfinite(x) else None
 
@@ -110,19 +118,30 @@ class ResultRow:
         row["margin"] = finite(margin) if margin is not None else None
         if self.message:
             row["message"] = self.message
-        if with_replicates and self.replicates is not None:
+        if self.interval is not None:
+            row["interval"] = self.interval
+        if self.detectable is not None and math.isfinite(self.detectable):
+            row["detectable"] = self.detectable
+        if with_replicates and self.jackknife is not None:
+            row["jackknife"] = [x if math.isfinite(x) else None
+                                for x in stored_replicates(self.jackknife, JACKKNIFE_DIGITS)]
+        elif with_replicates and self.replicates is not None:
             row["replicates"] = [x if math.isfinite(x) else None for x in stored_replicates(self.replicates)]
         return row
 
     @classmethod
     def from_json(cls, row: Mapping) -> ResultRow:
-        replicates = row.get("replicates")
+        def values(key: str) -> tuple[float, ...] | None:
+            stored = row.get(key)
+            return None if stored is None else tuple(float("nan") if x is None else x for x in stored)
+
         return cls(
             model=row["model"], benchmark=row["benchmark"], layer=row["layer"], head=row["head"], metric=row["metric"],
             value=float("nan") if row["value"] is None else row["value"],
             ci=tuple(row["ci"]) if row.get("ci") else None, status=Status(row["status"]), bound=row.get("bound"),
             direction=row.get("direction"), rule=row.get("rule"), message=row.get("message", ""),
-            replicates=None if replicates is None else tuple(float("nan") if x is None else x for x in replicates),
+            replicates=values("replicates"), jackknife=values("jackknife"), interval=row.get("interval"),
+            detectable=row.get("detectable"),
         )
 
 

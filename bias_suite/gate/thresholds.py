@@ -59,12 +59,12 @@ TOP_LEVEL_KEYS = {"version", "family", "match", "environment", "provenance", "se
 HISTORY_KEYS = TOP_LEVEL_KEYS - {"history"}
 RULE_KEYS = {"metric", "layers", "benchmarks", "max", "min", "baseline", "tolerance", "max_increase", "direction",
              "note"}
-SETTING_KEYS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap", "dtype", "attn_implementation",
-                "processor", "torch", "transformers")
+SETTING_KEYS = ("n_samples", "max_tokens_per_modality", "seed", "n_bootstrap", "estimator_version", "dtype",
+                "attn_implementation", "processor", "torch", "transformers")
 # A difference in one of these makes every measured rule of a file not comparable; the others only what they
 # affect: seed and n_bootstrap the paired changes (and seed the size-dependent metrics).
-EVERY_RULE_KEYS = ("n_samples", "max_tokens_per_modality", "dtype", "attn_implementation", "processor", "torch",
-                   "transformers")
+EVERY_RULE_KEYS = ("n_samples", "max_tokens_per_modality", "estimator_version", "dtype", "attn_implementation",
+                   "processor", "torch", "transformers")
 SIZE_KEYS = ("n_samples", "max_tokens_per_modality", "seed")
 PAIRED_KEYS = ("n_samples", "seed", "n_bootstrap")
 ENVIRONMENT_KEYS = ("torch", "transformers", "attn_implementation")

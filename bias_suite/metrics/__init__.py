@@ -5,8 +5,9 @@ classifier and moment statistics), attention rows and their shares (:mod:`~bias_
 :mod:`~bias_suite.metrics.attention_share`), behaviour rates (:mod:`~bias_suite.metrics.behaviour`) and each
 behaviour suite's counting of scored answers (:mod:`~bias_suite.metrics.suites`), per-sample records and the
 rank coupling of internals with behaviour (:mod:`~bias_suite.metrics.samples`,
-:mod:`~bias_suite.metrics.coupling`), every estimate with a bootstrap interval over samples
-(:mod:`~bias_suite.metrics.estimate`), and the registry of every metric's facts
+:mod:`~bias_suite.metrics.coupling`), every estimate with an interval over samples and the paired change
+of two runs (:mod:`~bias_suite.metrics.estimate`, :mod:`~bias_suite.metrics.intervals`: jackknife-t,
+bootstrap-t, Clopper–Pearson, Newcombe), and the registry of every metric's facts
 (:mod:`~bias_suite.metrics.registry`). Pure torch, CPU or CUDA: nothing here imports
 transformers. May import: errors, layers, options, vocabulary (wing 1).
 """
@@ -20,7 +21,7 @@ from bias_suite.metrics.attention_share import (
 )
 from bias_suite.metrics.behaviour import rate_estimate
 from bias_suite.metrics.coupling import rank_coupling
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, paired_change, sample_flips, with_interval
 from bias_suite.metrics.keyspace import KeySpaceConfig, KeySpaceResult, keyspace_metrics, keyspace_metrics_by_layer
 from bias_suite.metrics.registry import (
     ATTENTION_METRICS,
@@ -57,6 +58,7 @@ __all__ = [
     "coupling_estimates",
     "keyspace_metrics",
     "keyspace_metrics_by_layer",
+    "paired_change",
     "query_positions",
     "rank_coupling",
     "rate_estimate",

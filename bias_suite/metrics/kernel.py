@@ -1,33 +1,44 @@
 """Kernel two-sample statistics between the key distributions of samples and modalities.
 
 The population: a benchmark draws samples (an image with its prompt); sample ``s`` has an image-key
-distribution ``P_s^I`` and a text-key distribution ``P_s^T``. Every statistic here is built from
-mean Gaussian-kernel values between *blocks* (the tokens of one sample and modality) and estimates a
-population quantity whose expected value depends neither on the number of samples nor on how many
-tokens each sample keeps (the token cap):
+distribution ``P_s^I`` and a text-key distribution ``P_s^T``. Every statistic here is built from mean kernel
+values between *blocks* (the tokens of one sample and modality) and estimates a population quantity whose
+expected value depends neither on the number of samples nor on how many tokens each sample keeps (the
+token cap):
 
-* ``K_AB`` = mean over pairs of distinct samples ``s ≠ s'`` of the mean kernel between block
-  ``(s, A)`` and block ``(s', B)``: ``E k(x, y)`` for keys of two independent samples.
-* ``W_A`` = mean over samples of the mean kernel between *distinct* tokens of block ``(s, A)``.
-* ``mmd2`` = ``K_II + K_TT − 2 K_IT``: squared MMD between the image-key and text-key distributions of
-  the benchmark (each a mixture over samples).
-* ``intra_image`` = ``2 (W_I − K_II)`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^I): how much the
-  image keys of two different images differ. ``intra_text`` likewise.
-* ``inter`` = ``W_I + W_T − 2 K_IT`` = mean over ``s ≠ s'`` of MMD²(P_s^I, P_s'^T), and
-  ``ratio`` = ``inter / max(intra_image, intra_text, inter / 1000)``: 1 when the modalities are
-  exchangeable, large when image keys of any image differ from text keys far more than images differ
-  among themselves (the paper's "orders of magnitude"), at most 1000 (between-image variation below a
-  thousandth of the inter-modal divergence cannot be told from zero). Undefined (NaN) only when neither
-  modality varies between samples and they do not differ either.
+* ``K_AB`` = mean over pairs of distinct samples ``s ≠ s'`` of the mean kernel between block ``(s, A)`` and
+  block ``(s', B)``: ``E k(x, y)`` for keys of two independent samples.
+* ``W_A`` = mean over samples of the within-block term of block ``(s, A)`` (below).
+* ``mmd2`` = ``K_II + K_TT − 2 K_IT`` on the **Gaussian** kernel (median-heuristic bandwidth): squared MMD
+  between the image-key and text-key distributions of the benchmark (each a mixture over samples).
+* On the **energy-distance** kernel ``k(x, y) = −|x − y|`` (no bandwidth): ``intra_image`` = ``2 (W_I − K_II)``
+  = mean over ``s ≠ s'`` of the energy distance between ``P_s^I`` and ``P_s'^I`` (how much the image keys of
+  two different images differ), ``intra_text`` likewise, ``inter`` = ``W_I + W_T − 2 K_IT`` (image keys of one
+  sample against text keys of another), and ``ratio`` = ``inter / ½(intra_image + intra_text)`` (formed in
+  :mod:`~bias_suite.metrics.keyspace`): exactly 1 in expectation when the modalities are exchangeable, and it
+  grows like the distance between the modalities (13× from a 3σ to a 30σ shift), with no cap.
 
-Mechanism: the ``n × n`` kernel of each head is evaluated once, in row chunks, and reduced to the
-``[G, G]`` matrix of block means (``G = 2 · n_samples``); bootstrap replicates (sample weights) and
-permutations (within-sample label swaps) are then small quadratic forms in that matrix. Pairs of the
-*same* sample never enter ``K``: tokens of one image are dependent, and a shared per-sample offset of
-both modalities must cancel.
+**Template keys.** Chat-template tokens have the same pre-RoPE key in every sample. Keys that occur
+bit-identically in at least two samples of one modality are *atoms* (:func:`shared_key_mask`); within a
+block of ``m`` tokens, ``m_a`` atoms and ``m_v`` varying tokens the within-block term is
+
+    W = ( Σ_{i≠j} k(x_i, x_j) + Σ_{atoms} k(x_i, x_i) + m_v · U_vv ) / m²   (U_vv: mean over pairs of varying tokens)
+
+— the kernel mean of the block's key distribution, template keys included — so ``intra`` estimates a mean
+of non-negative energy distances whose template part cancels exactly (the plain U-statistic, which this is
+without atoms, read significantly negative with 24 of 32 text tokens from the template).
+
+Mechanism: the squared distances of each head are evaluated once, in row chunks, and reduced to the
+``[G, G]`` matrices of block means (``G = 2 · n_samples``) of the Gaussian kernel, its derivative in the
+bandwidth and the energy kernel; resampling rows (sample weights), the delete-one-sample jackknife and
+permutations (within-sample label swaps) are then small quadratic forms in those matrices. Pairs of the
+*same* sample never enter ``K``: tokens of one image are dependent, and a shared per-sample offset of both
+modalities must cancel.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -40,6 +51,9 @@ MMD_ESTIMATOR = (
 )
 MEDIAN_TOKENS = 256  # per modality: beyond this the bandwidth is taken over a content-hashed subsample
 CHUNK_ELEMENTS = 1 << 25  # kernel entries evaluated at once (128 MiB in float32)
+SNAP = 1e-6  # relative: squared distances below SNAP·(|x|² + |y|²) are float32 rounding of identical keys
+CANONICAL_SEED = 0  # of the digest that orders the tokens of a block (in_canonical_order)
+ATOM_SEEDS = (0x5EED, 0xA70B)  # the two digests that identify a key bit for bit (shared_key_mask)
 
 
 def tensor_digest(keys: Tensor, seed: int) -> Tensor:
@@ -52,6 +66,17 @@ def tensor_digest(keys: Tensor, seed: int) -> Tensor:
     for shift in (17, 31, 13):  # xorshift-multiply finaliser
         mixed = (mixed ^ (mixed >> shift)) * 0x5BD1E995 & 0x7FFFFFFFFFFF
     return mixed
+
+
+def in_canonical_order(keys: Tensor, layout: TokenLayout) -> Tensor:
+    """``keys`` ``[P, n, d]`` (block order) with the tokens of every block sorted by :func:`tensor_digest` of the
+    key: a within-block permutation (the layout stays valid) that depends only on the key values, so float
+    sums run in the same order whatever order the tokens came in. Identical keys tie, and swapping identical
+    values changes no arithmetic."""
+    digest = tensor_digest(keys, CANONICAL_SEED)  # [P, n] in [0, 2^47)
+    block = layout.token_block.to(keys.device)[None, :]
+    order = torch.sort(block * (1 << 47) + digest, dim=1, stable=True).indices
+    return keys.gather(1, order[..., None].expand_as(keys))
 
 
 def bandwidth_subsample(keys: Tensor, layout: TokenLayout, seed: int) -> Tensor:
@@ -77,62 +102,211 @@ def median_bandwidth(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: i
     *different* samples, ``¼ med(d²_II) + ½ med(d²_IT) + ¼ med(d²_TT)`` (image–image, image–text and
     text–text pairs), so neither the token cap nor the modalities' token counts move it. keys (for the
     subsample) and centred (for the distances): ``[P, n, d]`` in block order. Returns ``[P]`` float64."""
-    index = bandwidth_subsample(keys, layout, seed)  # [P, m]
-    chosen = centred.float().gather(1, index[..., None].expand(-1, -1, centred.shape[-1]))
+    return bandwidths(keys, centred, layout, seed, leave_one_out=False)[0]
+
+
+def bandwidths(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: int, leave_one_out: bool = True) -> Tensor:
+    """:func:`median_bandwidth` of the data (row 0) and, with ``leave_one_out``, re-estimated without each
+    sample (row ``1 + s``: the subsample of :func:`bandwidth_subsample` drawn again from the other samples):
+    ``[1 + S, P]`` float64. One distance matrix over the candidates any row can draw serves every row."""
     device = keys.device
+    is_image = layout.is_image.to(device)
+    priority = tensor_digest(keys, seed)  # [P, n]
+    n_problems = keys.shape[0]
+    spare = int(layout.block_sizes.max()) if leave_one_out else 0
+    candidates, capped = [], []
+    for modality in (is_image, ~is_image):
+        count = int(modality.sum())
+        if count <= MEDIAN_TOKENS:
+            candidates.append(modality.nonzero().flatten()[None].expand(n_problems, -1))
+            capped.append(False)
+        else:  # in ascending priority: the subsample is the first MEDIAN_TOKENS of those left
+            ranked = torch.where(modality, priority, torch.full_like(priority, 2**62)).argsort(dim=1, stable=True)
+            candidates.append(ranked[:, :min(count, MEDIAN_TOKENS + spare)])
+            capped.append(True)
+    index = torch.cat(candidates, dim=1)  # [P, m]: image candidates first
+    n_image = candidates[0].shape[1]
+    chosen = centred.float().gather(1, index[..., None].expand(-1, -1, centred.shape[-1]))
     samples = layout.token_sample.to(device)[index]  # [P, m]
-    image = layout.is_image.to(device)[index]
     norms = chosen.square().sum(-1)
-    squared = (norms[:, :, None] + norms[:, None, :] - 2 * chosen @ chosen.transpose(1, 2)).clamp_min(0)  # [P, m, m]
-    n_image = int(image[0].sum())  # the subsample lists image tokens first, the same count for every problem
-    blocks = {"II": (slice(None, n_image), slice(None, n_image)), "IT": (slice(None, n_image), slice(n_image, None)),
-              "TT": (slice(n_image, None), slice(n_image, None))}
-    sigma2 = torch.zeros(keys.shape[0], dtype=torch.float64, device=device)
-    for kind, mass in (("II", 0.25), ("IT", 0.5), ("TT", 0.25)):
-        rows, columns = blocks[kind]
-        values = squared[:, rows, columns]
-        distinct = samples[:, rows, None] != samples[:, None, columns]
-        if kind != "IT":  # each unordered pair once
-            distinct = distinct & torch.ones_like(distinct[0]).triu(1)
-        pairs = torch.where(distinct, values, torch.full_like(values, float("nan"))).flatten(1)
-        median = pairs.nanmedian(dim=1).values.double()
-        sigma2 += mass * torch.nan_to_num(median, nan=0.0)
+    squared = (norms[:, :, None] + norms[:, None, :] - 2 * chosen @ chosen.transpose(1, 2)).clamp_min(0)
+
+    def selected(left_out: int | None) -> Tensor:
+        """``[P, m]``: the candidates the subsample keeps when ``left_out`` (a sample, or None) is left out."""
+        parts = []
+        for part, is_capped in zip((slice(None, n_image), slice(n_image, None)), capped):
+            of_part = samples[:, part]
+            remaining = torch.ones_like(of_part, dtype=torch.bool) if left_out is None else of_part != left_out
+            if is_capped:
+                remaining = remaining & (remaining.long().cumsum(1) <= MEDIAN_TOKENS)
+            parts.append(remaining)
+        return torch.cat(parts, dim=1)
+
+    m_total = index.shape[1]
+    rows_out = [None, *range(layout.n_samples)] if leave_one_out else [None]
+    keep = torch.stack([selected(left_out) for left_out in rows_out])  # [R, P, m]
+    sigma2 = torch.zeros(len(rows_out), n_problems, dtype=torch.float64, device=device)
+    spans = ((0, n_image, 0, n_image, 0.25), (0, n_image, n_image, m_total, 0.5),
+             (n_image, m_total, n_image, m_total, 0.25))
+    for row_start, row_stop, column_start, column_stop, mass in spans:
+        if row_start == column_start:  # each unordered pair once
+            first, second = torch.triu_indices(row_stop - row_start, row_stop - row_start, 1, device=device)
+        else:
+            grid = torch.cartesian_prod(torch.arange(row_stop - row_start, device=device),
+                                        torch.arange(column_stop - column_start, device=device))
+            first, second = grid[:, 0], grid[:, 1]
+        first, second = first + row_start, second + column_start  # candidate positions of each pair
+        values, order = squared[:, first, second].sort(dim=1)
+        first, second = first[order], second[order]  # [P, pairs], ascending distance
+        distinct = samples.gather(1, first) != samples.gather(1, second)
+        step = max(1, CHUNK_ELEMENTS // max(1, n_problems * first.shape[1]))
+        for start in range(0, len(rows_out), step):
+            chosen = keep[start:start + step]
+            expand = (chosen.shape[0], -1, -1)
+            usable = (distinct[None] & chosen.gather(2, first[None].expand(*expand))
+                      & chosen.gather(2, second[None].expand(*expand)))
+            sigma2[start:start + step] += mass * _lower_median(values, usable)
     return torch.where(torch.isfinite(sigma2) & (sigma2 > 0), sigma2, torch.ones_like(sigma2))
 
 
-def block_kernel_means(keys: Tensor, layout: TokenLayout, sigma2: Tensor) -> Tensor:
-    """Mean kernel value between every pair of blocks: ``[P, G, G]`` float64.
+def _lower_median(sorted_values: Tensor, usable: Tensor) -> Tensor:
+    """The lower median (as ``nanmedian``) of the usable entries of each row of ascending ``sorted_values``
+    ``[P, k]``, for each mask ``usable`` ``[R, P, k]``; 0 where none is usable: ``[R, P]`` float64."""
+    counts = usable.int().cumsum(-1, dtype=torch.int32)
+    total = counts[..., -1]
+    wanted = (total - 1).div(2, rounding_mode="floor") + 1  # the k-th usable value, 1-based
+    position = (counts >= wanted[..., None]).int().argmax(-1)
+    median = sorted_values.double()[None].expand(usable.shape[0], -1, -1).gather(2, position[..., None])[..., 0]
+    return torch.where(total > 0, median, torch.zeros_like(median))
 
-    Off the diagonal: the mean over all token pairs of the two blocks. On the diagonal: the mean over
-    pairs of *distinct* tokens of the block (a U-statistic; NaN when the block has fewer than 2 tokens).
-    Empty blocks give NaN. keys: ``[P, n, d]`` in block order, centred by the caller (so float32
-    distances lose nothing); sigma2: ``[P]``.
+
+def shared_key_mask(keys: Tensor, layout: TokenLayout) -> Tensor:
+    """``[P, n]`` bool: tokens whose key (its float32 bits) also occurs in another sample's block of the same
+    modality — chat-template tokens, and at decoder layer 0 any token id repeated across samples. Keys are
+    identified by two independent 47-bit digests of their bits (:func:`tensor_digest`; a false match needs a
+    94-bit collision). keys: ``[P, n, d]`` in block order."""
+    n_problems = keys.shape[0]
+    device = keys.device
+    first, second = tensor_digest(keys, ATOM_SEEDS[0]), tensor_digest(keys, ATOM_SEEDS[1])
+    modality = (~layout.is_image).long().to(device)[None].expand(n_problems, -1)
+    problem = torch.arange(n_problems, device=device)[:, None].expand_as(first)
+    identity = torch.stack([problem, modality, first, second], dim=-1).reshape(-1, 4)
+    _, key_of = torch.unique(identity, dim=0, return_inverse=True)  # [P·n]: one id per distinct (problem, key)
+    sample = layout.token_sample.to(device)[None].expand(n_problems, -1).reshape(-1)
+    pair = torch.unique(key_of * layout.n_samples + sample)  # distinct (key, sample) pairs
+    samples_per_key = torch.bincount(pair // layout.n_samples, minlength=int(key_of.max()) + 1)
+    return (samples_per_key[key_of] >= 2).view(n_problems, -1)
+
+
+@dataclass(frozen=True)
+class BlockMeans:
+    """Mean kernel values between every pair of blocks, ``[P, G, G]`` float64 each.
+
+    ``gaussian``: exp(−|x − y|² / 2σ²) between distinct blocks (the diagonal is NaN: nothing uses it);
+    ``bandwidth_slope``: its derivative in σ² (the linearised bandwidth jackknife of ``mmd2``);
+    ``energy``: −|x − y|, with the template-robust within-block term on the diagonal (module docstring).
     """
+
+    gaussian: Tensor
+    bandwidth_slope: Tensor
+    energy: Tensor
+
+
+def block_means(keys: Tensor, layout: TokenLayout, sigma2: Tensor, atoms: Tensor | None = None) -> BlockMeans:
+    """Every block mean of every kernel from one pass over the squared distances.
+
+    keys: ``[P, n, d]`` in block order, centred by the caller (float32 distances then lose nothing); sigma2:
+    ``[P]``; atoms: ``[P, n]`` bool (:func:`shared_key_mask`), None for none. Where atoms exist, distances
+    below :data:`SNAP` × (|x|² + |y|²) are float32 rounding of identical keys and count as 0."""
     n_problems, n_tokens, _ = keys.shape
     keys = keys.float()
     device = keys.device
-    blocks = layout.token_block.to(device)
-    onehot = torch.nn.functional.one_hot(blocks, layout.n_blocks).float()  # [n, G]
-    # One matmul gives the exponent: [x, −½|x|², 1] · [y, 1, −½|y|²] / σ² = −|x − y|² / (2σ²).
-    half_norms = -0.5 * keys.square().sum(-1, keepdim=True)  # [P, n, 1]
-    ones = torch.ones_like(half_norms)
-    rows_side = torch.cat([keys, half_norms, ones], dim=-1) / sigma2.float()[:, None, None]
-    columns_side = torch.cat([keys, ones, half_norms], dim=-1).transpose(1, 2)  # [P, d + 2, n]
-    sums = torch.zeros(n_problems, layout.n_blocks, layout.n_blocks, dtype=torch.float64, device=device)
-    self_sums = torch.zeros(n_problems, layout.n_blocks, dtype=torch.float64, device=device)
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, n_problems * n_tokens))
+    norms = keys.square().sum(-1)  # [P, n]
+    ones = torch.ones_like(norms)[..., None]
+    # One matmul gives the squared distance: [−2x, |x|², 1] · [y, 1, |y|²] = |x − y|².
+    rows_side = torch.cat([-2 * keys, norms[..., None], ones], dim=-1)
+    columns_side = torch.cat([keys, ones, norms[..., None]], dim=-1).transpose(1, 2)  # [P, d + 2, n]
+    inverse = (0.5 / sigma2.float())[:, None, None]  # 1 / (2σ²)
+    snap = atoms is not None and bool(atoms.any())
+    reduce_columns = _column_reducer(layout, device)
+    onehot = torch.nn.functional.one_hot(layout.token_block.to(device), layout.n_blocks).float()  # [n, G]
+    sums = torch.zeros(3, n_problems, layout.n_blocks, layout.n_blocks, dtype=torch.float64, device=device)
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, 4 * n_problems * n_tokens))
+    buffer = torch.empty(3, n_problems, min(rows_per_chunk, n_tokens), n_tokens, device=device)  # reused
     for start in range(0, n_tokens, rows_per_chunk):
         stop = min(n_tokens, start + rows_per_chunk)
-        kernel = torch.bmm(rows_side[:, start:stop], columns_side).clamp_max_(0.0).exp_()  # [P, rows, n]
-        per_column_block = kernel @ onehot  # [P, rows, G]
+        values = buffer if stop - start == buffer.shape[2] else torch.empty(3, n_problems, stop - start, n_tokens,
+                                                                               device=device)
+        squared = torch.bmm(rows_side[:, start:stop], columns_side, out=values[2]).clamp_min_(0)
+        if snap:
+            identical = squared < SNAP * (norms[:, start:stop, None] + norms[:, None, :])
+            squared.masked_fill_(identical, 0.0)
+        torch.mul(squared, -inverse, out=values[0]).exp_()  # Gaussian kernel
+        torch.mul(values[0], squared, out=values[1])  # k·d², times 1/(2σ⁴) after the reduction
+        squared.sqrt_()  # the energy kernel's −d, negated after the reduction (in place: values[2])
+        per_column_block = reduce_columns(values.view(-1, n_tokens)).view(3, n_problems, stop - start, -1)
         sums += (onehot[start:stop].T @ per_column_block).double()
-        diagonal = torch.diagonal(kernel, offset=start, dim1=1, dim2=2)  # k(x_i, x_i) of these rows
-        self_sums.index_add_(1, blocks[start:stop], diagonal.double())
     sizes = layout.block_sizes.to(device)
     means = sums / (sizes[:, None] * sizes[None, :])
-    within = (torch.diagonal(sums, dim1=1, dim2=2) - self_sums) / (sizes * (sizes - 1))
-    means.diagonal(dim1=1, dim2=2).copy_(torch.where(sizes > 1, within, torch.full_like(within, float("nan"))))
-    return means
+    gaussian, slope, energy = means.unbind(0)
+    slope = slope * (2 * inverse.double().square())  # ∂k/∂σ² = k·d²/(2σ⁴)
+    energy = -energy
+    nan = torch.full((n_problems, layout.n_blocks), float("nan"), dtype=torch.float64, device=device)
+    gaussian.diagonal(dim1=1, dim2=2).copy_(nan)
+    slope.diagonal(dim1=1, dim2=2).copy_(nan)
+    energy.diagonal(dim1=1, dim2=2).copy_(_energy_within(keys, layout, atoms))
+    return BlockMeans(gaussian, slope, energy)
+
+
+def _column_reducer(layout: TokenLayout, device: torch.device):
+    """``[rows, n] → [rows, G]``: sums over the tokens of each block. Blocks of one size per modality (the
+    token cap's usual outcome) are a reshape; other layouts a matrix product with the block indicator."""
+    sizes = layout.sizes.long()  # [S, 2]
+    image, text = int(sizes[0, 0]), int(sizes[0, 1])
+    if bool((sizes[:, 0] == image).all() and (sizes[:, 1] == text).all()) and image > 0 and text > 0:
+        def by_reshape(values: Tensor) -> Tensor:
+            if image == text:
+                return values.view(values.shape[0], layout.n_blocks, image).sum(-1)
+            per_sample = values.view(values.shape[0], layout.n_samples, image + text)
+            return torch.stack([per_sample[..., :image].sum(-1), per_sample[..., image:].sum(-1)], -1).flatten(1)
+        return by_reshape
+    onehot = torch.nn.functional.one_hot(layout.token_block.to(device), layout.n_blocks).float()
+    return lambda values: values @ onehot
+
+
+def _energy_within(keys: Tensor, layout: TokenLayout, atoms: Tensor | None) -> Tensor:
+    """The template-robust within-block term of the energy kernel for every block: ``[P, G]`` float64 (NaN
+    for blocks of fewer than 2 tokens). Blocks are gathered into a padded ``[P, G, m, d]`` batch."""
+    n_problems = keys.shape[0]
+    device = keys.device
+    sizes = layout.block_sizes.long()
+    width = max(1, int(sizes.max()))
+    slot = torch.arange(width)
+    present = slot[None, :] < sizes[:, None]  # [G, m]
+    index = torch.where(present, torch.tensor(layout.block_starts)[:, None] + slot[None, :], 0).to(device)
+    present = present.to(device)
+    pair = present[:, :, None] & present[:, None, :] & ~torch.eye(width, dtype=torch.bool, device=device)
+    atoms = torch.zeros(n_problems, keys.shape[1], dtype=torch.bool, device=device) if atoms is None else atoms
+    size = sizes.to(device).double()
+    out = []
+    step = max(1, CHUNK_ELEMENTS // max(1, 4 * layout.n_blocks * width * width))
+    for start in range(0, n_problems, step):
+        block_keys = keys[start:start + step][:, index]  # [p, G, m, d]
+        norms = block_keys.square().sum(-1)
+        squared = (norms[..., :, None] + norms[..., None, :] - 2 * block_keys @ block_keys.transpose(-1, -2))
+        squared = squared.clamp_min_(0)
+        squared.masked_fill_(squared < SNAP * (norms[..., :, None] + norms[..., None, :]), 0.0)
+        kernel = -squared.sqrt().double() * pair  # [p, G, m, m], 0 off the block's distinct pairs
+        varying = present & ~atoms[start:start + step][:, index]  # [p, G, m]
+        both = varying[..., :, None] & varying[..., None, :]
+        total = kernel.sum((-1, -2))
+        n_varying = varying.sum(-1).double()
+        u_all = total / (size * (size - 1)).clamp_min(1)
+        u_varying = (kernel * both).sum((-1, -2)) / (n_varying * (n_varying - 1)).clamp_min(1)
+        u_varying = torch.where(n_varying >= 2, u_varying, u_all)
+        within = (total + n_varying * u_varying) / size.square()  # an atom's own pair adds k(x, x) = 0
+        out.append(torch.where(size > 1, within, torch.full_like(within, float("nan"))))
+    return torch.cat(out)
 
 
 def _pair_mean(block_means: Tensor, weights_a: Tensor, weights_b: Tensor) -> Tensor:
@@ -162,9 +336,11 @@ def _as_five_d(block_means: Tensor, n_samples: int) -> Tensor:
     return torch.nan_to_num(block_means).view(block_means.shape[0], n_samples, 2, n_samples, 2)
 
 
-def kernel_statistics(block_means: Tensor, layout: TokenLayout, sample_weights: Tensor) -> dict[str, Tensor]:
-    """``mmd2``, ``intra_image``, ``intra_text``, ``inter``, ``ratio`` for each row of ``sample_weights``
-    (``[R, S]`` multiplicities; a row of ones is the data as observed). Returns ``[R, P]`` tensors."""
+def pair_statistics(block_means: Tensor, layout: TokenLayout, sample_weights: Tensor,
+                    within: bool = True) -> dict[str, Tensor]:
+    """``between`` (``K_II + K_TT − 2 K_IT``: ``mmd2`` on the Gaussian kernel) and, with ``within``,
+    ``intra_image``, ``intra_text`` and ``inter`` for each row of ``sample_weights`` (``[R, S]``; a row of ones
+    is the data as observed, 0 leaves a sample out). Returns ``[R, P]`` tensors."""
     device = block_means.device
     means = _as_five_d(block_means, layout.n_samples)
     sizes = layout.sizes.to(device)
@@ -177,16 +353,12 @@ def kernel_statistics(block_means: Tensor, layout: TokenLayout, sample_weights: 
     k_ii = _pair_mean(means, image_weights, image_weights)
     k_tt = _pair_mean(means, text_weights, text_weights)
     k_it = _pair_mean(means, image_weights, text_weights)
-    w_i = _within_mean(means, sizes > 1, image_weights)
-    w_t = _within_mean(means, sizes > 1, text_weights)
-    intra_image, intra_text = 2 * (w_i - k_ii), 2 * (w_t - k_tt)
-    inter = w_i + w_t - 2 * k_it
-    # Between-image variation below 1/RATIO_CAP of the inter-modal divergence reads as the cap: the
-    # estimate of a vanishing denominator is noise (it may even come out negative).
-    denominator = torch.maximum(torch.maximum(intra_image, intra_text), inter / RATIO_CAP)
-    ratio = torch.where(denominator > 0, inter.clamp_min(0) / denominator, torch.full_like(inter, float("nan")))
-    return {"mmd2": k_ii + k_tt - 2 * k_it, "intra_image": intra_image, "intra_text": intra_text,
-            "inter": inter, "ratio": ratio}
+    statistics = {"between": k_ii + k_tt - 2 * k_it}
+    if within:
+        w_i = _within_mean(means, sizes > 1, image_weights)
+        w_t = _within_mean(means, sizes > 1, text_weights)
+        statistics.update(intra_image=2 * (w_i - k_ii), intra_text=2 * (w_t - k_tt), inter=w_i + w_t - 2 * k_it)
+    return statistics
 
 
 def flipped_mmd2(block_means: Tensor, layout: TokenLayout, flips: Tensor) -> Tensor:
@@ -205,7 +377,6 @@ def flipped_mmd2(block_means: Tensor, layout: TokenLayout, flips: Tensor) -> Ten
             - 2 * _pair_mean(means, weights_a, weights_b))
 
 
-RATIO_CAP = 1000.0
 TIE_TOLERANCE = 1e-6  # relative: the float32 kernel cannot order values closer than this
 
 

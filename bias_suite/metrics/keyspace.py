@@ -2,10 +2,17 @@
 
 Input: the keys of each modality with the sample (image) each token came from, for one layer or many
 layers that share the same tokens. Output: one :class:`KeySpaceResult` per KV head plus one pooled result
-(``head=None``: the mean over KV heads of each statistic, its bootstrap replicates averaged the same
-way). Every interval is a bootstrap over samples; the permutation test swaps the image and text labels
-within samples; classifier folds are whole samples. Results depend only on the multiset of
-(sample id, key) pairs and the seed.
+(``head=None``: the mean over KV heads of each statistic, its replicates averaged the same way; the pooled
+``ratio`` is the ratio of the pooled inter and intra terms). Intervals are over samples: a delete-one-sample
+jackknife-t for the gateable statistics (the classifier's nested cross-validation refitted without each
+sample for ``jsd`` and ``auroc``; ``mmd2``'s bandwidth re-estimated without it), a bootstrap for the
+reported ones; the registry names each (:attr:`~bias_suite.metrics.registry.MetricSpec.interval`). The
+permutation test swaps the image and text labels within samples; classifier folds are whole samples.
+
+Results depend only on the multiset of (sample id, key) pairs and the seed, **bit for bit**: before any
+arithmetic the tokens of every block are put in a canonical order (by a content hash of the key,
+:func:`~bias_suite.metrics.kernel.in_canonical_order`), so float32 sums run in the same order whatever order
+the tokens came in (on one device and thread chunking).
 
 Where it runs: on the device the keys are on (CPU or CUDA), in torch. Heads (and layers) are
 independent problems: on CPU they run in fixed chunks of :data:`CPU_CHUNK` heads on a pool of threads,
@@ -25,10 +32,11 @@ import torch
 from torch import Tensor
 
 from bias_suite.errors import NonFiniteKeysError
-from bias_suite.metrics import classifier, kernel, moments
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, sample_flips, with_interval
+from bias_suite.metrics import classifier, intervals, kernel, moments
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, jackknife_estimate, sample_flips, with_interval
 from bias_suite.metrics.layout import TokenLayout
 from bias_suite.metrics.registry import ESTIMATORS, KEYSPACE_METRICS, METRICS
+from bias_suite.options import DEFAULT_BOOTSTRAP
 
 CPU_CHUNK = 4  # heads per task on CPU: fixed, so chunking never changes a result
 CUDA_CHUNK = 256  # heads (over layers) per task on CUDA
@@ -38,7 +46,7 @@ CUDA_CHUNK = 256  # heads (over layers) per task on CUDA
 class KeySpaceConfig:
     """Estimation settings. ``n_folds`` is capped by the number of samples."""
 
-    n_bootstrap: int = 200
+    n_bootstrap: int = DEFAULT_BOOTSTRAP
     n_permutations: int = 200
     n_folds: int = 5
     seed: int = 0
@@ -130,41 +138,79 @@ def keyspace_metrics_by_layer(
 
 @dataclass(frozen=True)
 class _Designs:
-    """The resampling designs shared by every problem: bootstrap weights (row 0: the data) and flips."""
+    """The designs shared by every problem: sample weights ``[1 + B + S, S]`` — row 0 the data, then B
+    bootstrap draws, then the S delete-one-sample jackknife rows — and the within-sample label flips."""
 
-    weights: Tensor  # [1 + B, S] float64
+    weights: Tensor  # [1 + B + S, S] float64
     flips: Tensor  # [n_permutations, S] int64
     n_folds: int
+    n_bootstrap: int
 
     @classmethod
     def of(cls, layout: TokenLayout, config: KeySpaceConfig) -> _Designs:
         weights = torch.cat([torch.ones(1, layout.n_samples, dtype=torch.float64),
-                             bootstrap_weights(layout.n_samples, config.n_bootstrap, config.seed)])
+                             bootstrap_weights(layout.n_samples, config.n_bootstrap, config.seed),
+                             intervals.jackknife_weights(layout.n_samples)])
         return cls(weights, sample_flips(layout.n_samples, config.n_permutations, config.seed),
-                   min(config.n_folds, layout.n_samples))
+                   min(config.n_folds, layout.n_samples), config.n_bootstrap)
+
+    @property
+    def resampled(self) -> Tensor:
+        """The data and the bootstrap rows ``[1 + B, S]``."""
+        return self.weights[: 1 + self.n_bootstrap]
+
+    @property
+    def jackknife(self) -> Tensor:
+        """The jackknife rows ``[S, S]``."""
+        return self.weights[1 + self.n_bootstrap:]
 
 
 def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
                        config: KeySpaceConfig) -> dict[str, Tensor]:
-    """All statistics of P independent problems (heads): ``{name: [1 + B, P]}`` plus ``_mmd2_null``
-    (``[n_permutations, P]``). keys: ``[P, n, d]`` in block order, on the device to compute on."""
-    keys = keys.float()
+    """All statistics of P independent problems (heads): ``{name: [1 + B + S, P]}`` (rows as
+    :class:`_Designs`; ``jsd_proj`` has NaN jackknife rows, ``jsd`` and ``auroc`` NaN bootstrap rows) plus
+    ``_mmd2_null`` (``[n_permutations, P]``) and ``mmd2_pvalue`` (``[1, P]``). keys: ``[P, n, d]`` in block order,
+    on the device to compute on."""
+    keys = kernel.in_canonical_order(keys.float(), layout)
     centred = keys - keys.mean(1, keepdim=True)
-    sigma2 = kernel.median_bandwidth(keys, centred, layout, config.seed)
-    block_means = kernel.block_kernel_means(centred, layout, sigma2)
-    statistics = kernel.kernel_statistics(block_means, layout, designs.weights)
-    statistics["_mmd2_null"] = kernel.flipped_mmd2(block_means, layout, designs.flips)
-    statistics["mmd2_pvalue"] = kernel.permutation_pvalue(statistics["mmd2"][0], statistics["_mmd2_null"])[None]
+    sigma2 = kernel.bandwidths(keys, centred, layout, config.seed)  # [1 + S, P]: the data, then each left out
+    means = kernel.block_means(centred, layout, sigma2[0], kernel.shared_key_mask(keys, layout))
+    mmd2 = kernel.pair_statistics(means.gaussian, layout, designs.weights, within=False)["between"]
+    # mmd2 without sample s at the bandwidth re-estimated without it, linearised in σ²
+    slope = kernel.pair_statistics(means.bandwidth_slope, layout, designs.jackknife, within=False)["between"]
+    mmd2[1 + designs.n_bootstrap:] += slope * (sigma2[1:] - sigma2[:1])
+    statistics = {"mmd2": mmd2}
+    statistics["_mmd2_null"] = kernel.flipped_mmd2(means.gaussian, layout, designs.flips)
+    statistics["mmd2_pvalue"] = kernel.permutation_pvalue(mmd2[0], statistics["_mmd2_null"])[None]
+    energy = kernel.pair_statistics(means.energy, layout, designs.weights)
+    statistics.update({name: energy[name] for name in ("intra_image", "intra_text", "inter")})
+    statistics["ratio"] = ratio_of(energy["inter"], 0.5 * (energy["intra_image"] + energy["intra_text"]))
 
     block_moments = moments.BlockMoments.of(keys, layout)
     statistics.update(moments.moment_statistics(block_moments, designs.weights))
     histograms = moments.projection_histograms(keys, layout, block_moments)
-    statistics["jsd_proj"] = moments.projected_jsd(histograms, layout, designs.weights)
+    undefined = torch.full((layout.n_samples, keys.shape[0]), float("nan"), dtype=torch.float64, device=keys.device)
+    statistics["jsd_proj"] = torch.cat([moments.projected_jsd(histograms, layout, designs.resampled), undefined])
 
+    # jsd and auroc: the data, then the refit jackknife; no bootstrap rows (their interval refits the classifier,
+    # and replicates that hold its logits fixed would pair with nothing)
     logits = classifier.heldout_logits(keys, layout, block_moments, designs.n_folds, config.seed, config.shrinkage)
-    statistics["jsd"] = classifier.jsd_bound(classifier.heldout_bits(logits, layout.is_image), layout, designs.weights)
-    statistics["auroc"] = classifier.auroc(logits, layout, designs.weights)
+    bits = classifier.heldout_bits(logits, layout.is_image)
+    jsd_jackknife, auroc_jackknife = classifier.refit_jackknife(keys, layout, block_moments, designs.n_folds,
+                                                                config.seed, config.shrinkage)
+    data = designs.weights[:1]
+    no_bootstrap = torch.full((designs.n_bootstrap, keys.shape[0]), float("nan"), dtype=torch.float64,
+                              device=keys.device)
+    statistics["jsd"] = torch.cat([classifier.jsd_bound(bits, layout, data), no_bootstrap, jsd_jackknife])
+    statistics["auroc"] = torch.cat([classifier.auroc(logits, layout, data), no_bootstrap, auroc_jackknife])
     return statistics
+
+
+def ratio_of(inter: Tensor, intra: Tensor) -> Tensor:
+    """``ratio`` = inter ÷ pooled intra, +inf where the pooled intra is not positive (no measurable
+    between-sample variation: the ratio is unbounded above)."""
+    ratio = inter.clamp_min(0) / intra
+    return torch.where(intra > 0, ratio, torch.full_like(ratio, float("inf")))
 
 
 def _run(problems: list[tuple[int | None, Tensor]], layout: TokenLayout, designs: _Designs, config: KeySpaceConfig,
@@ -209,19 +255,56 @@ def _split_by_layer(output: dict[str, Tensor], owners: list) -> list[tuple[objec
     return pieces
 
 
+# How each key-space metric's interval is made: (method, scale); the rest get the percentile bootstrap.
+JACKKNIFED = {
+    "jsd": (intervals.REFIT_JACKKNIFE_T, None),
+    "auroc": (intervals.REFIT_JACKKNIFE_T_LOGIT, "logit"),
+    "mmd2": (intervals.BANDWIDTH_JACKKNIFE_T, None),
+    "intra_image": (intervals.JACKKNIFE_T, None),
+    "intra_text": (intervals.JACKKNIFE_T, None),
+    "inter": (intervals.JACKKNIFE_T, None),
+    "ratio": (intervals.JACKKNIFE_T_LOG, "log"),
+    "centroid_cosine": (intervals.JACKKNIFE_T, None),
+    "norm_ratio": (intervals.JACKKNIFE_T_LOG, "log"),
+}
+NO_REFIT = ("no interval: refitting the nested cross-validation without a sample leaves a training set without "
+            "one modality (at least 4 samples are needed; a gated row needs 8)")
+NO_VARIATION = (
+    "no between-sample variation detectable: the pooled intra term ½(intra_image + intra_text) = {value:.3g} "
+    "[{low:.3g}, {high:.3g}] is not significantly positive, so inter ÷ intra is unbounded (the keys of "
+    "different samples are as alike as keys of one sample)"
+)
+
+
 def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> tuple[KeySpaceResult, ...]:
     n_heads = statistics["mmd2"].shape[1]
+    n_samples = counts["n_samples"]
     results = []
     for head in [*range(n_heads), None]:
+        pooled = head is None
+
+        def column(name: str, head: int | None = head) -> Tensor:
+            values = statistics[name]
+            return values.nanmean(-1) if head is None else values[:, head]  # pooled: heads where defined
+
         metrics = {}
         for name in KEYSPACE_METRICS:
-            values = statistics[name]
-            column = values.nanmean(-1) if head is None else values[:, head]  # pooled: heads where defined
-            if name == "mmd2_pvalue":
+            if name in ("mmd2_pvalue", "ratio"):
                 continue
-            metrics[name] = with_interval(column[0], column[1:], bounds=METRICS[name].range,
-                                          keep_replicates=head is None)
-        if head is None:
+            values = column(name)
+            data, bootstrap, jackknife = values[0], values[1:-n_samples], values[-n_samples:]
+            if name in JACKKNIFED:
+                method, scale = JACKKNIFED[name]
+                kept = bootstrap if bool(torch.isfinite(bootstrap).any()) else None
+                why = NO_REFIT if name in ("jsd", "auroc") and not bool(torch.isfinite(jackknife).all()) else None
+                metrics[name] = jackknife_estimate(data, jackknife, METRICS[name].range, scale, method, kept,
+                                                   keep=pooled, undefined_because=why)
+            else:
+                metrics[name] = with_interval(data, bootstrap, bounds=METRICS[name].range, keep_replicates=pooled,
+                                              n_samples=n_samples)
+        metrics["ratio"] = _ratio(column("inter"), 0.5 * (column("intra_image") + column("intra_text")),
+                                  n_samples, pooled)
+        if pooled:
             observed = statistics["mmd2"][0].mean()[None]
             null = statistics["_mmd2_null"].mean(-1, keepdim=True)
             metrics["mmd2_pvalue"] = Estimate(float(kernel.permutation_pvalue(observed, null)[0]))
@@ -230,3 +313,17 @@ def _results(layer: int | None, statistics: dict[str, Tensor], counts: dict) -> 
         results.append(KeySpaceResult(layer, head, metrics={name: metrics[name] for name in KEYSPACE_METRICS},
                                       **counts))
     return tuple(results)
+
+
+def _ratio(inter: Tensor, intra: Tensor, n_samples: int, keep: bool) -> Estimate:
+    """``ratio`` from the rows of its terms: undefined (with the reason) when the pooled intra term is not
+    significantly positive (its jackknife-t interval reaches 0), else a jackknife-t interval on the log scale."""
+    denominator = jackknife_estimate(intra[0], intra[-n_samples:])
+    if not denominator.ci_low > 0:  # also NaN
+        return Estimate(float("nan"), float("nan"), float("nan"), undefined_because=NO_VARIATION.format(
+            value=denominator.value, low=denominator.ci_low, high=denominator.ci_high),
+            interval=intervals.JACKKNIFE_T_LOG, n_samples=n_samples)
+    ratio = ratio_of(inter, intra)
+    method, scale = JACKKNIFED["ratio"]
+    return jackknife_estimate(ratio[0], ratio[-n_samples:], METRICS["ratio"].range, scale, method,
+                              ratio[1:-n_samples], keep=keep)

@@ -18,10 +18,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bias_suite.metrics import intervals
 from bias_suite.metrics.classifier import AUROC_ESTIMATOR, JSD_ESTIMATOR
 from bias_suite.metrics.kernel import MMD_ESTIMATOR
 from bias_suite.metrics.moments import FRECHET_ESTIMATOR, JSD_PROJ_ESTIMATOR
-from bias_suite.options import MIN_GATED_SAMPLES  # noqa: F401  (a statistical fact the gate reads from here)
+from bias_suite.options import ESTIMATOR_VERSION, MIN_GATED_SAMPLES  # noqa: F401  (statistical facts the gate reads)
 
 HIGHER_IS_WORSE = "higher_is_worse"
 LOWER_IS_WORSE = "lower_is_worse"
@@ -45,6 +46,7 @@ class MetricSpec:
     size_invariant: bool  # expected value independent of --samples and the token cap
     tolerance: float | None = None  # default tolerance of a paired change, in the worse direction, in its units
     reported_because: str = ""  # why a metric that is not gateable is only reported, when not the default reasons
+    interval: str = ""  # how its 95 % interval over samples is made (recorded with every estimate as well)
 
     @property
     def range(self) -> tuple[float, float]:
@@ -55,14 +57,52 @@ class MetricSpec:
 
 
 def _spec(name, family, summary, estimator, direction, low, high, gateable, size_invariant=True,
-          tolerance=None, reported_because="") -> MetricSpec:
+          tolerance=None, reported_because="", interval=None) -> MetricSpec:
     if gateable and tolerance is None:
         raise ValueError(f"{name}: a gateable metric needs a default tolerance for paired changes")
+    interval = interval or INTERVALS.get(name) or _FAMILY_INTERVALS.get(family, intervals.PERCENTILE)
     return MetricSpec(name, family, summary, estimator, direction, low, high, gateable, size_invariant, tolerance,
-                      reported_because)
+                      reported_because, interval)
+
+
+_JACKKNIFE = "delete-one-sample jackknife-t, t with S − 1 degrees of freedom"
+_MEAN = ("bootstrap-t of the mean over samples (studentised, ≥ 1000 replicates; Student's t with fewer); "
+         "samples without a value left out")
+INTERVALS = {
+    "jsd": f"{intervals.REFIT_JACKKNIFE_T}: the nested cross-validation refitted without each sample (S refits, "
+           "same folds), t with S − 1 degrees of freedom",
+    "auroc": f"{intervals.REFIT_JACKKNIFE_T} on logit(auroc): the nested cross-validation refitted without each "
+             "sample, t with S − 1 degrees of freedom",
+    "mmd2": f"{_JACKKNIFE}, the bandwidth re-estimated without each sample (linearised in σ²)",
+    "intra_image": _JACKKNIFE,
+    "intra_text": _JACKKNIFE,
+    "inter": _JACKKNIFE,
+    "ratio": f"{_JACKKNIFE} on log(ratio); undefined (an error under a rule) when the pooled intra term's "
+             "jackknife-t interval reaches 0",
+    "centroid_cosine": _JACKKNIFE,
+    "norm_ratio": f"{_JACKKNIFE} on log(norm_ratio)",
+    "mmd2_pvalue": "none (a p-value)",
+    "jsd_proj": f"{intervals.PERCENTILE} over samples (median-shifted)",
+    "frechet": f"{intervals.PERCENTILE} over samples (median-shifted), cross term linearised",
+    "frechet_mean_share": f"{intervals.PERCENTILE} over samples (median-shifted)",
+    "visual_heads_fraction": "bracket of per-head t-intervals at level 1 − 0.05/H (Bonferroni over the H query "
+                             "heads): heads whose interval lies above 0.2, heads whose interval reaches above it",
+}
+_FAMILY_INTERVALS = {
+    "attention": _MEAN,
+    "coupling": f"{intervals.PERCENTILE} of a cluster bootstrap over item ids",
+}
+_RATE_INTERVAL = f"{intervals.CLOPPER_PEARSON} (exact binomial) over the items counted"
+_ITEM_INTERVAL = "bootstrap-t of the mean over items (Student's t below 1000 replicates)"
+_SCORE_INTERVAL = "delete-one-item jackknife-t of the score"
 
 
 _INF = math.inf
+_ENERGY_TERMS = (
+    "energy-distance kernel −|x − y| (no bandwidth): K_AB = mean over pairs of distinct samples of the mean "
+    "kernel between their blocks, W_A = the within-block term (template keys, bit-identical in ≥ 2 samples, "
+    "kept as fixed atoms: Σ_{i≠j} k + m_v · U_vv over m² per block)"
+)
 _KEYSPACE = (
     _spec("jsd", KEYSPACE, "Jensen-Shannon divergence (bits) of image vs text pre-RoPE keys, a held-out lower bound",
           JSD_ESTIMATOR, HIGHER_IS_WORSE, 0.0, 1.0, gateable=True, size_invariant=False, tolerance=0.05),
@@ -75,17 +115,17 @@ _KEYSPACE = (
     _spec("mmd2_pvalue", KEYSPACE, "permutation p-value of mmd2 (image/text labels swapped within samples)",
           "(1 + #{null ≥ observed}) / (1 + n_permutations), labels swapped within samples", None, 0.0, 1.0,
           gateable=False, size_invariant=False),
-    _spec("intra_image", KEYSPACE, "mean MMD² between the image keys of two different samples",
-          "2 (W_I − K_II): within-block minus across-sample kernel means, same kernel as mmd2", None, -_INF, _INF,
-          gateable=False),
-    _spec("intra_text", KEYSPACE, "mean MMD² between the text keys of two different samples",
-          "2 (W_T − K_TT), same kernel as mmd2", None, -_INF, _INF, gateable=False),
-    _spec("inter", KEYSPACE, "mean MMD² between the image keys of one sample and the text keys of another",
-          "W_I + W_T − 2 K_IT, same kernel as mmd2", None, -_INF, _INF, gateable=False),
-    _spec("ratio", KEYSPACE, "inter ÷ max(intra_image, intra_text): 1 when the modalities are exchangeable",
-          "ratio of U-statistic means over pairs of distinct samples (a population quantity), the denominator "
-          "at least inter / 1000, so at most 1000; NaN when the modalities neither vary nor differ",
-          HIGHER_IS_WORSE, 0.0, 1000.0, gateable=True, tolerance=0.5),
+    _spec("intra_image", KEYSPACE, "mean energy distance between the image keys of two different samples",
+          _ENERGY_TERMS + "; intra_image = 2 (W_I − K_II)", None, -_INF, _INF, gateable=False),
+    _spec("intra_text", KEYSPACE, "mean energy distance between the text keys of two different samples",
+          _ENERGY_TERMS + "; intra_text = 2 (W_T − K_TT)", None, -_INF, _INF, gateable=False),
+    _spec("inter", KEYSPACE, "mean energy distance between the image keys of one sample and the text keys of another",
+          _ENERGY_TERMS + "; inter = W_I + W_T − 2 K_IT", None, -_INF, _INF, gateable=False),
+    _spec("ratio", KEYSPACE, "inter ÷ ½(intra_image + intra_text) (energy distance): 1 when the modalities are "
+          "exchangeable, growing with the distance between them",
+          "inter ÷ ½(intra_image + intra_text) of the energy-distance terms (no cap; pooled over KV heads: the "
+          "ratio of the heads' mean terms); undefined when the pooled intra term is not significantly positive",
+          HIGHER_IS_WORSE, 0.0, _INF, gateable=True, tolerance=0.1),
     _spec("centroid_cosine", KEYSPACE, "cosine of the mean image key and the mean text key",
           "cosine of the class means from per-sample mean keys, every dot product averaged over pairs of "
           "distinct samples (no noise-squared inflation of the norms)", LOWER_IS_WORSE, -1.0, 1.0, gateable=True,
@@ -128,17 +168,22 @@ _ATTENTION = (
 _RATE = "rate_estimate over the items (ties go to the first candidate, which never favours the answer)"
 _QUALIFIED = ("rate_estimate over the qualified items only; undefined (NaN, 'n of N items qualified') when fewer "
               "than 10 qualify")
-_ITEM_BOOTSTRAP = "bootstrap over items (with_interval, replicates kept)"
+_ITEM_BOOTSTRAP = "over items, replicates kept"
 _STAGE = "a VLind stage (diagnostic): gate language_prior_rate or prior_adherence_rate"
 _PERCEPTION = "perception without any text pressure, a control: it says whether the model sees, not its text bias"
 _SUBSET = "a quarter of the pairs: a handful at the default --samples, read it beside paired_accuracy"
 
 
 def _behaviour(name, summary, estimator, direction, gateable=True, low=0.0, high=1.0, reported_because="",
-               tolerance=0.1):
-    """A behaviour metric: a rate or a score in [0, 1] unless said, a paired change of 0.1 tolerated."""
+               tolerance=0.1, interval=None):
+    """A behaviour metric: a rate or a score in [0, 1] unless said, a paired change of 0.1 tolerated; its
+    interval Clopper–Pearson when it is a rate (``rate_estimate``), else as given."""
+    if interval is None:
+        interval = _RATE_INTERVAL if "rate_estimate" in estimator else _SCORE_INTERVAL
+        if "rate_estimate" in estimator and _ITEM_BOOTSTRAP in estimator:
+            interval += "; VLind files: " + _ITEM_INTERVAL
     return _spec(name, BEHAVIOUR, summary, estimator, direction, low, high, gateable,
-                 tolerance=tolerance if gateable else None, reported_because=reported_because)
+                 tolerance=tolerance if gateable else None, reported_because=reported_because, interval=interval)
 
 
 _BEHAVIOUR = (
@@ -209,9 +254,12 @@ _BEHAVIOUR = (
     _behaviour("same_answer_rate", "share of pairs given the same answer for both images (image-blind: 1)", _RATE,
                HIGHER_IS_WORSE),
     _behaviour("member_accuracy", "accuracy per image of the pairs", "mean over pairs of the pair's share right; "
-               + _ITEM_BOOTSTRAP, LOWER_IS_WORSE),
+               + _ITEM_BOOTSTRAP, LOWER_IS_WORSE,
+               interval="Clopper–Pearson over the pairs' answers at the effective sample size (Korn–Graubard: the "
+               "two answers of a pair may be correlated)"),
     _behaviour("pairing_gap", "member_accuracy − paired_accuracy: how much per-image accuracy overstates what is "
-               "seen", _ITEM_BOOTSTRAP, HIGHER_IS_WORSE, low=-1.0, high=1.0),
+               "seen", "½ × the share of pairs with exactly one image right, " + _ITEM_BOOTSTRAP, HIGHER_IS_WORSE,
+               low=-1.0, high=1.0, interval="½ × Clopper–Pearson of the pairs with exactly one image right"),
     *(_behaviour(f"{attribute}_paired_accuracy",
                  f"paired_accuracy of the pairs that differ in {attribute.replace('_', ' ')}", _RATE, LOWER_IS_WORSE,
                  gateable=False, reported_because=_SUBSET)

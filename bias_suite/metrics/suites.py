@@ -23,20 +23,22 @@ its items (the unit ``--samples`` draws and the bootstrap resamples):
 
 A rate over a qualified subset is undefined (NaN, with ``undefined_because`` saying "n of N items
 qualified") when fewer than :data:`MIN_QUALIFIED` items qualify — never a silent pass. Rates use
-:func:`~bias_suite.metrics.behaviour.rate_estimate`; other aggregates a bootstrap over items with the
-replicates kept.
+:func:`~bias_suite.metrics.behaviour.rate_estimate` (Clopper–Pearson); means over items a bootstrap-t
+(:func:`item_mean`); other scores a delete-one-item jackknife-t (:func:`weighted_statistic`), their bootstrap
+replicates and jackknife values kept for paired changes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from bias_suite.metrics import intervals
 from bias_suite.metrics.behaviour import rate_estimate
-from bias_suite.metrics.estimate import Estimate, bootstrap_weights, with_interval
+from bias_suite.metrics.estimate import Estimate, bootstrap_weights, jackknife_estimate, mean_estimate
 from bias_suite.vocabulary import BehaviourKind
 
 MIN_QUALIFIED = 10
@@ -135,8 +137,8 @@ def qualified_rate(outcomes: Sequence[bool], qualified: Sequence[bool], n_bootst
 
 def item_mean(values: Sequence[float], n_bootstrap: int, seed: int, bounds=(-math.inf, math.inf),
               qualified: Sequence[bool] | None = None, rule: str = "") -> Estimate:
-    """Mean over items of a per-item value (NaN: left out), with a bootstrap over items; over the qualified
-    items only when ``qualified`` is given (undefined below :data:`MIN_QUALIFIED` of them)."""
+    """Mean over items of a per-item value (NaN: left out), with a bootstrap-t interval over items; over the
+    qualified items only when ``qualified`` is given (undefined below :data:`MIN_QUALIFIED` of them)."""
     values = torch.tensor(values, dtype=torch.float64)
     if qualified is not None:
         mask = torch.tensor(list(qualified), dtype=torch.bool)
@@ -144,21 +146,37 @@ def item_mean(values: Sequence[float], n_bootstrap: int, seed: int, bounds=(-mat
             return Estimate(NAN, NAN, NAN, undefined_because=(
                 f"{int(mask.sum())} of {len(mask)} items qualified ({rule}); at least {MIN_QUALIFIED} are needed"))
         values = values[mask]
-    return weighted_statistic(lambda w: _weighted_mean(w, values), len(values), n_bootstrap, seed, bounds)
+    return mean_estimate(values, bootstrap_weights(len(values), n_bootstrap, seed), bounds)
 
 
 def weighted_statistic(statistic: Callable[[torch.Tensor], torch.Tensor], n_items: int, n_bootstrap: int, seed: int,
                        bounds=(-math.inf, math.inf)) -> Estimate:
-    """``statistic(weights)`` (``weights``: ``[n_replicates, n_items]`` multiplicities → ``[n_replicates]``) at
-    unit weights and over bootstrap draws of the items, as an Estimate with its replicates kept."""
-    weights = torch.cat([torch.ones(1, n_items, dtype=torch.float64), bootstrap_weights(n_items, n_bootstrap, seed)])
+    """``statistic(weights)`` (``weights``: ``[n_replicates, n_items]`` per-item weights → ``[n_replicates]``) at
+    unit weights with a delete-one-item jackknife-t interval, its bootstrap replicates and jackknife values
+    kept."""
+    weights = torch.cat([torch.ones(1, n_items, dtype=torch.float64), bootstrap_weights(n_items, n_bootstrap, seed),
+                         intervals.jackknife_weights(n_items)])
     values = statistic(weights)
-    return with_interval(values[0], values[1:], bounds=bounds, keep_replicates=True)
+    return jackknife_estimate(values[0], values[-n_items:], bounds, replicates=values[1:-n_items], keep=True)
 
 
-def _weighted_mean(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    defined = torch.isfinite(values).double()
-    return (weights @ torch.nan_to_num(values * defined)) / (weights @ defined)
+def _member_accuracy(shares: torch.Tensor, n_bootstrap: int, seed: int) -> Estimate:
+    """The share of right answers over the images of the pairs (per-pair shares ``[n]`` in {0, ½, 1}): the
+    clustered Clopper–Pearson interval (the two answers of a pair may agree more than chance), the
+    leave-one-pair-out values and bootstrap replicates kept."""
+    estimate = weighted_statistic(lambda w: (w @ shares) / w.sum(-1), len(shares), n_bootstrap, seed, (0.0, 1.0))
+    low, high = intervals.clustered_clopper_pearson((2 * shares).round(), 2)
+    return replace(estimate, ci_low=low, ci_high=high, interval=intervals.CLUSTERED_CLOPPER_PEARSON)
+
+
+def _scaled(estimate: Estimate, factor: float, interval: str) -> Estimate:
+    """``estimate`` (its interval, replicates and jackknife values) times ``factor`` > 0."""
+    def times(values):
+        return None if values is None else tuple(factor * x for x in values)
+
+    return replace(estimate, value=factor * estimate.value, ci_low=factor * estimate.ci_low,
+                   ci_high=factor * estimate.ci_high, replicates=times(estimate.replicates),
+                   jackknife=times(estimate.jackknife), interval=interval)
 
 
 # --------------------------------------------------------------------------- the suites
@@ -288,10 +306,10 @@ def paired_image_estimates(items: Sequence[ScoredItem], n_bootstrap: int, seed: 
     results = {
         "paired_accuracy": _rate(both, n_bootstrap, seed),
         "same_answer_rate": _rate([item["a"].choice == item["b"].choice for item in items], n_bootstrap, seed),
-        "member_accuracy": weighted_statistic(lambda w: (w @ shares[:, 0]) / w.sum(-1), len(items), n_bootstrap, seed,
-                                              (0.0, 1.0)),
-        "pairing_gap": weighted_statistic(lambda w: (w @ (shares[:, 0] - shares[:, 1])) / w.sum(-1), len(items),
-                                          n_bootstrap, seed, (-1.0, 1.0)),
+        "member_accuracy": _member_accuracy(shares[:, 0], n_bootstrap, seed),
+        # member − paired accuracy = ½ · [exactly one image of the pair right]: half a rate
+        "pairing_gap": _scaled(_rate([item["a"].correct != item["b"].correct for item in items], n_bootstrap, seed),
+                               0.5, "½ × " + intervals.CLOPPER_PEARSON + " of the pairs with one image right"),
     }
     for attribute in PAIR_ATTRIBUTES:
         having = [right for item, right in zip(items, both) if item["a"].info.get("attribute") == attribute]

@@ -21,8 +21,10 @@ the two sides, so machine noise cancels as far as it can. Printed as ``name=valu
 * ``capture_overhead_ratio_llava7b_width``: ``capture_overhead_ratio`` for one decoder layer at that
   geometry (float32): the summaries cost a fixed amount per row, head and key, so at a real model's
   width they are a small share of the prefill, while the narrow 8-layer shape above exaggerates them.
-* ``metrics_speedup_vs_reference`` and ``keyspace_case_seconds_llava7b``: see
-  :mod:`bias_suite.tools.bench_metrics` (target ≥ 5 and ≤ 1.0 s on 2 cores).
+* ``metrics_speedup_vs_reference``, ``keyspace_layer_seconds`` and ``keyspace_case_seconds_llava7b``: see
+  :mod:`bias_suite.tools.bench_metrics` (target ≥ 5).
+* ``coverage_<metric>``, ``false_alarm_rate``, ``power_<metric>_shift<Δ>``, the ``ratio`` over planted shifts
+  and the template-token check: see :mod:`bias_suite.tools.bench_coverage` (coverage ≥ 0.90, no false alarm).
 
 With ``--device cuda`` the scale part runs too (:mod:`bias_suite.tools.bench_scale`): a full-size shape
 checkpoint (``shape:llava-1.5-7b`` by default) on the GPU — ``capture_all_layers_over_prefill`` at batch
@@ -54,6 +56,7 @@ from bias_suite.metrics.attention_rows import attention_rows, row_statistics
 from bias_suite.models.decoder import prefill_kwargs
 from bias_suite.models.prompts import encode_batch
 from bias_suite.models.tiny.families import TextSize, build_llava
+from bias_suite.tools.bench_coverage import run_coverage
 from bias_suite.tools.bench_metrics import run_metrics
 
 GATE_TOKEN_CAP = 64  # RunSettings.max_tokens_per_modality
@@ -251,6 +254,7 @@ def run(quick: bool = False, repeats: int = 15) -> dict[str, float]:
         "attention_rows_memory_ratio_vs_eager": capture_bytes / eager_bytes,
         **llava7b_width_figures(quick, repeats=min(repeats, 5)),
         **run_metrics(quick=quick),
+        **run_coverage(quick=quick),
     }
 
 

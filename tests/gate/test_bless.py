@@ -96,19 +96,18 @@ def test_a_blessed_file_gates_the_next_checkpoint_of_the_family_by_default(tmp_p
 
 
 def test_a_bound_at_its_metrics_ceiling_is_left_out_and_said(tmp_path):
-    """ratio is capped at 1000: a `max: 1000` bound could never fail, so blessing writes none and says so."""
-    capped = [ResultRow("m", "shapes", 0, None, "ratio", 1000.0, (1000.0, 1000.0), "unchecked",
-                        direction="higher_is_worse"),
-              ResultRow("m", "shapes", 1, None, "ratio", 12.0, (9.0, 20.0), "unchecked", direction="higher_is_worse")]
-    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + capped, family="m"))
+    """A rate cannot exceed 1: a `max` bound at 1 plus its tolerance could never fail, so blessing writes none
+    and says so."""
+    ceiling = [ResultRow("m", "conflict", None, None, "text_preference_rate", 1.0, (0.8, 1.0), "unchecked",
+                         direction="higher_is_worse")]
+    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + ceiling, family="m"))
     document = yaml.safe_load((tmp_path / "m.yaml").read_text())
-    ratio_layers = [r["layers"] for r in document["rules"] if r["metric"] == "ratio" and "max" in r]
-    assert ratio_layers == ["1"]
-    assert any("shapes L0 ratio" in line and "could never fail" in line for line in changes)
-    assert document["not_bounded"] == [{"metric": "ratio", "benchmarks": ["shapes"], "layers": "0",
+    assert not [r for r in document["rules"] if r["metric"] == "text_preference_rate" and "max" in r]
+    assert any("conflict text_preference_rate" in line and "could never fail" in line for line in changes)
+    assert document["not_bounded"] == [{"metric": "text_preference_rate", "benchmarks": ["conflict"], "layers": "all",
                                         "reason": document["not_bounded"][0]["reason"]}]
     assert "could never fail" in document["not_bounded"][0]["reason"]
-    assert {"metric": "ratio", "layers": "all", "max_increase": 0.5} in document["rules"]  # its change still is
+    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.1} in document["rules"]  # its change
     assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail (the reader checks)
 
 

@@ -37,7 +37,7 @@ def test_the_gate_writes_behaviour_rows_for_every_suite_and_an_mmvp_folder(gate,
         assert all(rows[metric]["layer"] is None for metric in metrics)
         assert set(rows) >= COUPLING and all(rows[metric]["layer"] == 2 for metric in COUPLING)
     paired = behaviour[str(mmvp)]["paired_accuracy"]
-    assert 0.0 <= paired["value"] <= 1.0 and paired["replicates"]
+    assert 0.0 <= paired["value"] <= 1.0 and paired["jackknife"]
     assert {"same_answer_rate", "member_accuracy"} <= set(behaviour[str(mmvp)])
     prior = behaviour["language-prior"]["prior_adherence_rate"]  # 8 items: too few can qualify
     assert prior["value"] is None and "of 8 items qualified" in prior["message"]

@@ -69,8 +69,8 @@ def test_report_files_follow_the_documented_shape(gate, pytester):
     assert any(row["head"] is None for row in card["results"]) and any(row["head"] == 0 for row in card["results"])
     gated = [row for row in card["results"] if row["rule"]]
     assert gated and all(row["bound"] is not None and row["margin"] is not None for row in gated)
-    assert all(row.get("replicates") for row in card["results"] if row["head"] is None and row["value"] is not None
-               and row["metric"] != "mmd2_pvalue")
+    assert all(row.get("jackknife") or row.get("replicates") for row in card["results"]
+               if row["head"] is None and row["value"] is not None and row["metric"] != "mmd2_pvalue")
     assert "| tiny-llava" in (pytester.path / "card.md").read_text()
     assert "NO BASELINE" in (pytester.path / "card.md").read_text().splitlines()[2]  # the verdict comes first
     html = (pytester.path / "out" / "card.html").read_text()

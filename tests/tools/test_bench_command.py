@@ -34,6 +34,9 @@ def test_bench_prints_its_ratios_and_agrees_with_its_references():
     assert 0 <= float(figures["attention_rows_memory_ratio_vs_eager"]) < 1
     assert float(figures["attention_rows_max_abs_difference"]) < 1e-5
     assert float(figures["metrics_max_relative_difference"]) < 1e-4
+    for name in ("coverage_jsd", "coverage_mmd2", "coverage_ratio", "coverage_logit_gap", "false_alarm_rate",
+                 "coverage_text_preference_rate", "power_mmd2_shift2", "ratio_30_over_3", "keyspace_layer_seconds"):
+        assert 0 <= float(figures[name]) < float("inf"), f"{name} missing in:\n{completed.stdout}"
 
 
 @pytest.mark.slow
