@@ -191,7 +191,12 @@ def paired_change(candidate: Estimate, partner: Estimate, sign: float = 1.0, par
                                 n_samples=ours.numel())
         difference = sign * (ours - theirs)
         low, high = intervals.jackknife_t(increase, difference, level)
-        return Estimate(increase, low, high, interval=intervals.PAIRED_JACKKNIFE_T, n_samples=ours.numel())
+        if math.isfinite(low) and math.isfinite(high):
+            return Estimate(increase, low, high, interval=intervals.PAIRED_JACKKNIFE_T, n_samples=ours.numel())
+        if candidate.replicates is None or partner.replicates is None:
+            return Estimate(increase, undefined_because=(
+                "no paired interval: a leave-one-sample-out value of this metric is not finite (undefined without "
+                "that sample) in this run or in " + partner_name))
     if candidate.replicates is None or partner.replicates is None \
             or len(candidate.replicates) != len(partner.replicates):
         return Estimate(increase, undefined_because=(

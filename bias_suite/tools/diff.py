@@ -2,8 +2,8 @@
 
 Every pooled metric of NEW is paired with the same model (else the old card's only model), benchmark, layer
 and metric in OLD; the change is signed so that positive means more text bias, with a 95% interval from
-the paired bootstrap replicates (same samples, seed and replicate count; otherwise the point change only,
-and the difference is named). Changes are sorted by their size in units of their interval's width: a change
+the paired leave-one-sample-out values (jackknife-t; Newcombe for rates), or the paired bootstrap replicates
+where a row has none (same samples and settings; otherwise the point change only, and the difference is named). Changes are sorted by their size in units of their interval's width: a change
 several widths from zero is a real one, a fraction of a width is noise.
 """
 
@@ -41,7 +41,7 @@ def paired(old_path: str, new_path: str):
 
 def in_widths(change) -> float | None:
     """The change in units of its interval's width (None without an interval; ±inf for a zero-width one)."""
-    if change.ci is None or not math.isfinite(change.increase):
+    if change.ci is None or not all(math.isfinite(x) for x in (change.increase, *change.ci)):
         return None
     width = change.ci[1] - change.ci[0]
     if width <= 0:

@@ -3,6 +3,7 @@ paired jackknife-t (Newcombe's interval for rates), the paired bootstrap only fo
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -75,6 +76,21 @@ def test_other_samples_are_not_comparable():
     change = paired_change(candidate, partner, (0.05, "registry default"), "baseline")
     assert change.status is Status.INCONCLUSIVE
     assert change.message == "not comparable: 16 samples here, 12 in baseline (other samples)"
+
+
+def test_a_leave_one_out_value_that_is_undefined_leaves_the_change_without_an_interval_not_a_nan_one():
+    """centroid_cosine of a tiny model is undefined without some sample (an estimated squared norm ≤ 0)."""
+    holes = jackknifed(0.3, 0.05)
+    holes = Estimate(0.3, 0.25, 0.35, jackknife=(float("nan"), *holes.jackknife[1:]),
+                     interval=intervals.JACKKNIFE_T, n_samples=16)
+    change = paired_change(row("mmd2", holes), row("mmd2", jackknifed(0.3, 0.05), model="p"),
+                           (0.05, "registry default"), "baseline")
+    assert change.ci is None and change.status is Status.INCONCLUSIVE
+    assert "leave-one-sample-out value of this metric is not finite" in change.message
+    with_replicates = dataclasses.replace(holes, replicates=(0.3,) * 10)
+    fallback = paired_change(row("mmd2", with_replicates), row("mmd2", jackknifed(0.3, 0.05), model="p"),
+                             (0.05, "registry default"), "baseline")
+    assert fallback.interval == intervals.PAIRED_PERCENTILE and fallback.status is Status.PASS
 
 
 def test_the_detectable_change_faces_the_rules_bound():

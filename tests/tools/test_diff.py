@@ -8,11 +8,14 @@ from bias_suite.tools.diff import in_widths, main, paired
 
 
 def shifted(card: dict, metric: str, by: float) -> dict:
-    """The card with one pooled row of ``metric`` (and its replicates) moved by ``by``, plus a little noise."""
+    """The card with one pooled row of ``metric`` (and its leave-one-sample-out values, or else its bootstrap
+    replicates) moved by ``by``, plus a little noise."""
     card = json.loads(json.dumps(card))
-    row = next(row for row in card["results"] if row["metric"] == metric and row["head"] is None and row["replicates"])
+    row = next(row for row in card["results"] if row["metric"] == metric and row["head"] is None
+               and (row.get("jackknife") or row.get("replicates")))
+    key = "jackknife" if row.get("jackknife") else "replicates"
     row["value"] += by
-    row["replicates"] = [value + by * (1 + 0.1 * (index % 3)) for index, value in enumerate(row["replicates"])]
+    row[key] = [value + by * (1 + 0.01 * (index % 3)) for index, value in enumerate(row[key])]
     return card
 
 
