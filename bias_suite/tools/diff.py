@@ -3,8 +3,9 @@
 Every pooled metric of NEW is paired with the same model (else the old card's only model), benchmark, layer
 and metric in OLD; the change is signed so that positive means more text bias, with a 95% interval from
 the paired leave-one-sample-out values (jackknife-t; Newcombe for rates), or the paired bootstrap replicates
-where a row has none (same samples and settings; otherwise the point change only, and the difference is named). Changes are sorted by their size in units of their interval's width: a change
-several widths from zero is a real one, a fraction of a width is noise.
+where a row has none (same samples and settings; otherwise the point change only, and the difference is
+named). Changes are sorted by their size in units of their interval's width: a change several widths from zero
+is a real one, a fraction of a width is noise.
 """
 
 from __future__ import annotations
