@@ -55,6 +55,7 @@ from bias_suite.gate.thresholds import (
     family_file,
     load_threshold_file,
 )
+from bias_suite.metrics import intervals
 from bias_suite.metrics.registry import BEHAVIOUR, HIGHER_IS_WORSE, LOWER_IS_WORSE, spec_of
 
 # Metrics a new family file bounds: non-saturating, size-invariant, one per mechanism.
@@ -286,18 +287,33 @@ def _rule(metric: str, benchmark: str, layer: int | None, form: str, limit: floa
     return rule
 
 
+def _rate_items(rows: Sequence[ResultRow]) -> int | None:
+    """How many items the exact (Clopper–Pearson) rate of ``rows`` rests on (None: not such a rate)."""
+    counts = [len(row.jackknife) for row in rows if row.interval == intervals.CLOPPER_PEARSON and row.jackknife]
+    return min(counts) if counts else None
+
+
 def _bounded(metric: str, form: str, limit: float, tolerance: float | None, where: str, changes: list[str],
-             unbounded: list[dict], benchmark: str, layer: int | None) -> bool:
-    """False when the bound would sit at the metric's end of range (it could never fail): the reason goes
-    into ``changes`` (the card) and ``unbounded`` (the file's ``not_bounded``) — never dropped silently."""
+             unbounded: list[dict], benchmark: str, layer: int | None, items: int | None = None) -> bool:
+    """False when the bound could never fail — at the metric's end of range, or (a rate of ``items`` items)
+    beyond what even the most extreme outcome's exact interval crosses: the reason goes into ``changes`` (the
+    card) and ``unbounded`` (the file's ``not_bounded``) — never dropped silently, never written as a rule
+    that would make every later run INCONCLUSIVE."""
     spec = spec_of(metric)
     direction = spec.direction if form == "baseline" else (HIGHER_IS_WORSE if form == "max" else LOWER_IS_WORSE)
     effective = limit if tolerance is None else (limit + tolerance if direction == HIGHER_IS_WORSE
                                                  else limit - tolerance)
-    if Bound(effective, direction).can_fail(spec.range):
+    if not Bound(effective, direction).can_fail(spec.range):
+        reason = (f"the measured bound {effective:g} sits at the end of the metric's range [{spec.low:g}, "
+                  f"{spec.high:g}], so a bound could never fail; its paired change is still bounded (max_increase)")
+    elif items is not None and not (reach := intervals.rate_bound_reachable(
+            effective, direction == HIGHER_IS_WORSE, items))[0]:
+        reason = (f"the measured bound {Bound(effective, direction).describe()} cannot fail on {items} items (the "
+                  f"exact interval of the most extreme outcome reaches {reach[1]:.3g}; "
+                  f"{f'{reach[2]} items or more would be needed' if reach[2] else 'no number of items can cross it'}), "
+                  "so it is not written; its paired change is still bounded (max_increase)")
+    else:
         return True
-    reason = (f"the measured bound {effective:g} sits at the end of the metric's range [{spec.low:g}, {spec.high:g}], "
-              "so a bound could never fail; its paired change is still bounded (max_increase)")
     changes.append(f"{where} {metric}: not bounded: {reason}")
     unbounded.append({"metric": metric, "benchmarks": [benchmark], "layers": "all" if layer is None else str(layer),
                       "reason": reason})
@@ -316,7 +332,7 @@ def _new_rules(rows: Sequence[ResultRow], changes: list[str], unbounded: list[di
         form = "max" if higher_worse else "min"
         limit = _worst_end(measured, higher_worse, point=False, margin=spec_of(metric).tolerance or 0.0)
         where = f"{benchmark}" + (f" L{layer}" if layer is not None else "")
-        if _bounded(metric, form, limit, None, where, changes, unbounded, benchmark, layer):
+        if _bounded(metric, form, limit, None, where, changes, unbounded, benchmark, layer, _rate_items(measured)):
             rules.append(_rule(metric, benchmark, layer, form, limit))
     return rules
 
@@ -342,7 +358,7 @@ def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers
             limit = _worst_end(measured, higher_worse, point, 0.0 if point else current.tolerance(rule.metric) or 0.0)
             where = f"{current.name} rules[{rule.index}] {benchmark}" + (f" L{layer}" if layer is not None else "")
             if _bounded(rule.metric, rule.form, limit, rule.tolerance, where, changes, unbounded, benchmark,
-                        layer):
+                        layer, _rate_items(measured)):
                 rules.append(_rule(rule.metric, benchmark, layer, rule.form, limit, rule.tolerance,
                                    original.get("note")))
                 old = original[rule.form]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from bias_suite.gate.changes import Change
 from bias_suite.gate.rows import Bound, ResultRow, judge, worst
+from bias_suite.metrics import intervals
 from bias_suite.metrics.registry import MIN_GATED_SAMPLES, spec_of
 from bias_suite.vocabulary import Status, Verdict
 
@@ -58,17 +59,24 @@ class Gauge:
         if not rules:
             return base
         too_few = self.n_samples.get(benchmark)
-        judged = []
+        judged, not_applied = [], []
         for file, rule in rules:
+            cannot = unfailable(rule.bound, estimate)
+            if cannot and not (file is self.threshold and file.baselines):
+                # a generic sanity bound that this many items cannot test: shown as not applied, never a pass
+                not_applied.append(f"{rule_reference(file, rule)} not applied: {cannot}")
+                continue
             problem = file.settings_problem(rule, self.settings, benchmark, self.benchmark_hashes.get(benchmark),
                                             too_few)
             if not problem and too_few is not None and too_few < MIN_GATED_SAMPLES:
                 problem = (f"not comparable: {too_few} samples of {benchmark}, fewer than the {MIN_GATED_SAMPLES} a "
                            f"gated row needs (run with --samples {MIN_GATED_SAMPLES} or more)")
             status = judge(estimate.value, estimate.ci, rule.bound)
-            if problem and status is not Status.ERROR:
+            if (problem := problem or cannot) and status is not Status.ERROR:
                 status = Status.INCONCLUSIVE
             judged.append((status, file, rule, problem or ""))
+        if not judged:
+            return replace(base, message="; ".join(filter(None, (base.message, *not_applied))))
         status, file, rule, problem = max(judged, key=lambda item: item[0].severity)
         message = undefined if status is Status.ERROR else problem
         return replace(base, status=status, bound=rule.bound.limit, direction=rule.bound.direction,
@@ -90,6 +98,23 @@ class Gauge:
 
     def judge_behaviour(self, benchmark: str, results: Mapping[str, Estimate]) -> list[ResultRow]:
         return [self.row(benchmark, None, None, name, estimate) for name, estimate in results.items()]
+
+
+def unfailable(bound: Bound, estimate: Estimate) -> str:
+    """Why ``bound`` can never fail on this estimate's items (empty when it can). A rate with an exact
+    interval needs enough items before even the most extreme outcome has its whole interval beyond a bound:
+    ``≤ 0.95`` cannot fail on 16 items (16 of 16 reaches down to 0.79), so that check would pass anything."""
+    if estimate.interval != intervals.CLOPPER_PEARSON or not estimate.n_samples:
+        return ""
+    n = estimate.n_samples
+    reachable, extreme, needed = intervals.rate_bound_reachable(bound.limit, bound.higher_is_worse, n)
+    if reachable:
+        return ""
+    outcome = f"{n} of {n}" if bound.higher_is_worse else f"0 of {n}"
+    fix = (f"it needs at least {needed} items: a larger benchmark, or a bound the rate can cross" if needed
+           else "no number of items can cross it")
+    return (f"a check that cannot fail: {bound.describe()} on {n} items, since even {outcome} has a 95% "
+            f"interval reaching {extreme:.3g}; {fix}")
 
 
 def rule_reference(threshold: ThresholdFile, rule: Rule) -> str:

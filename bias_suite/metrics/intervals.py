@@ -157,6 +157,20 @@ def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]
     return low, high
 
 
+def rate_bound_reachable(limit: float, higher_is_worse: bool, n: int, level: float = LEVEL) -> tuple[bool, float, int]:
+    """Whether a bound on a Clopper–Pearson rate of ``n`` items can ever be crossed by the whole interval:
+    ``(reachable, extreme, needed)``. ``extreme``: the interval end nearest the bound at its most extreme
+    outcome (the lower end of n of n for a max bound, the upper end of 0 of n for a min); ``needed``: the
+    fewest items with which the bound can fail (0 when none can: a bound at or beyond the rate's range)."""
+    alpha = (1 - level) / 2
+    extreme = clopper_pearson(n, n, level)[0] if higher_is_worse else clopper_pearson(0, n, level)[1]
+    reachable = extreme > limit if higher_is_worse else extreme < limit
+    # n of n: lower end alpha^(1/n); 0 of n: upper end 1 - alpha^(1/n)
+    inside = limit if higher_is_worse else 1 - limit
+    needed = 0 if not 0 < inside < 1 else math.floor(math.log(alpha) / math.log(inside)) + 1
+    return reachable, extreme, needed
+
+
 def clustered_clopper_pearson(successes: Tensor, trials: int, level: float = LEVEL) -> tuple[float, float]:
     """Interval of the share of successes when items of ``trials`` answers each (``successes`` ``[n]``: each
     item's count) may be correlated within an item: Clopper–Pearson at the effective sample size (Korn &

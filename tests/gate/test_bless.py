@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bias_suite.errors import ThresholdError
@@ -23,6 +24,7 @@ from bias_suite.gate.judge import Gauge
 from bias_suite.gate.rows import ResultRow
 from bias_suite.gate.thresholds import family_file, load_threshold_file, select_threshold_file
 from bias_suite.metrics import Estimate
+from bias_suite.metrics.behaviour import rate_estimate
 
 SETTINGS = {"n_samples": 16, "max_tokens_per_modality": 64, "seed": 0}
 BENCHMARKS = {"shapes": {"n_samples": 16, "hash": "aaaa"}, "photos": {"n_samples": 16, "hash": "bbbb"}}
@@ -109,6 +111,21 @@ def test_a_bound_at_its_metrics_ceiling_is_left_out_and_said(tmp_path):
     assert "could never fail" in document["not_bounded"][0]["reason"]
     assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.1} in document["rules"]  # its change
     assert load_threshold_file(tmp_path / "m.yaml").rules  # every written rule can fail (the reader checks)
+
+
+def test_a_rate_bound_its_items_cannot_cross_is_left_out_and_said(tmp_path):
+    """8 of 16 prefer the caption: the worst end 0.7535 plus the tolerance 0.1 gives ≤ 0.8535, which no outcome
+    of 16 items can cross (16 of 16 reaches down to 0.794). Written, it would make every later run
+    INCONCLUSIVE; blessing leaves it out, says why, and bounds the paired change instead."""
+    half = Gauge(None, "m", 4, {}, {}).row("conflict", None, None, "text_preference_rate",
+                                           rate_estimate(torch.tensor([True] * 8 + [False] * 8)))
+    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + [half], family="m"))
+    document = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    assert not [r for r in document["rules"] if r["metric"] == "text_preference_rate" and "max" in r]
+    (said,) = [line for line in changes if "conflict text_preference_rate" in line]
+    assert "≤ 0.8535 cannot fail on 16 items" in said and "24 items or more would be needed" in said
+    assert [entry["metric"] for entry in document["not_bounded"]] == ["text_preference_rate"]
+    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.1} in document["rules"]
 
 
 def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history(tmp_path):

@@ -43,12 +43,12 @@ def planted_keyspace(layer: int):
 
 
 def planted_behaviour(monkeypatch) -> dict:
-    """A model that always follows the caption: the caption's answer scores higher in every conflict. 80
-    conflicts: the exact (Clopper–Pearson) interval of 16 of 16 reaches down to 0.79, so a bound above that —
-    the generic ``text_preference_rate ≤ 0.95`` — fails a model only on a conflict file of at least 72 items."""
+    """A model that always follows the caption: the caption's answer scores higher in every conflict, on as
+    many conflicts as the built-in benchmark has (16). The exact interval of 16 of 16 reaches down to 0.79, so the
+    generic bound must lie below that to be able to fail there."""
     samples = [Sample(f"s{i}", None, "What colour?", answer="red", conflicting_caption="It is blue.",
                       caption_answer="blue")
-               for i in range(80)]
+               for i in range(16)]
     monkeypatch.setattr(behaviour, "answer_log_likelihoods",
                         lambda loaded, items, answers, batch_size=8: torch.tensor(
                             [0.0 if answer == "blue" else -5.0 for answer in answers], dtype=torch.float64))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from bias_suite.gate.judge import Gauge, verdict
 from bias_suite.gate.rows import Bound, ResultRow, judge, worst
 from bias_suite.gate.thresholds import PACKAGED_DEFAULT, load_threshold_file
+from bias_suite.metrics import intervals
+from bias_suite.metrics.behaviour import rate_estimate
 from bias_suite.metrics.estimate import Estimate
 from bias_suite.metrics.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
 
@@ -101,3 +104,35 @@ def test_a_qualified_rate_with_too_few_items_is_an_error_under_a_rule_and_says_h
     ungated = Gauge(None, "m", 4, {}, {}).row("language-prior", None, None, "prior_adherence_rate", undefined)
     assert gated.status == "error" and "6 of 16 items qualified" in gated.message
     assert ungated.status == "unchecked" and "6 of 16 items qualified" in ungated.message
+
+
+def test_a_rate_bound_that_no_outcome_of_this_many_items_can_cross_is_inconclusive_and_says_how_many_are_needed(
+        tmp_path):
+    """16 of 16 has an exact interval reaching down to 0.79: ``≤ 0.95`` would pass every model on 16 items."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - {metric: text_preference_rate, max: 0.95}\n"
+                     "  - {metric: text_preference_rate, benchmarks: [conflict-levels], max: 0.75}\n")
+    gauge = Gauge(load_threshold_file(rules), "m", 4, {}, {})
+    all_text = rate_estimate(torch.ones(16, dtype=torch.bool))
+    unfailable = gauge.row("conflict", None, None, "text_preference_rate", all_text)
+    assert unfailable.status == "inconclusive"
+    assert unfailable.message == ("a check that cannot fail: ≤ 0.95 on 16 items, since even 16 of 16 has a 95% "
+                                  "interval reaching 0.794; it needs at least 72 items: a larger benchmark, or a "
+                                  "bound the rate can cross")
+    assert gauge.row("conflict-levels", None, None, "text_preference_rate", all_text).status == "fail"
+    enough = rate_estimate(torch.tensor([True] * 70 + [False] * 2))
+    assert gauge.row("conflict", None, None, "text_preference_rate", enough).status == "warn"
+    assert intervals.rate_bound_reachable(0.05, False, 16) == (False, pytest.approx(0.206, abs=1e-3), 72)
+
+
+def test_a_generic_sanity_bound_that_this_many_items_cannot_test_is_not_applied_and_says_so():
+    """The packaged ``text_preference_rate ≤ 0.75`` can fail from 13 items on; on 8 it is shown as not applied
+    (the row stays unchecked, never a pass), and a run's verdict is not made INCONCLUSIVE by a generic rule."""
+    sanity = load_threshold_file(PACKAGED_DEFAULT)
+    gauge = Gauge(None, "m", 4, {}, {}, sanity=sanity)
+    eight = gauge.row("conflict", None, None, "text_preference_rate", rate_estimate(torch.ones(8, dtype=torch.bool)))
+    assert eight.status == "unchecked" and eight.rule is None
+    assert eight.message.startswith("packaged default.yaml rules[2] not applied: a check that cannot fail: ≤ 0.75 on 8 items")
+    sixteen = gauge.row("conflict", None, None, "text_preference_rate",
+                        rate_estimate(torch.ones(16, dtype=torch.bool)))
+    assert sixteen.status == "fail" and sixteen.rule == "packaged default.yaml rules[2]"
