@@ -36,6 +36,7 @@ from bias_suite.report.tables import (
     WORST_HEADERS,
     arrow,
     escape_markdown,
+    format_detectable,
     format_estimate,
     format_number,
     metric_family,
@@ -66,6 +67,7 @@ class Line:
     margin: float | None  # multiples of the tolerance left before the limit (negative: beyond)
     status: Status
     message: str = ""
+    detectable: float | None = None  # smallest distance beyond the limit flagged with 80 % power (metric units)
 
     def cells(self, with_model: bool = False) -> list[object]:
         where = [self.model] if with_model else []
@@ -73,7 +75,7 @@ class Line:
         status = self.status.value + (f": {self.message}" if self.message else "")
         return [*where, Path(self.benchmark).name if "/" in self.benchmark else self.benchmark,
                 "" if self.layer is None else self.layer, f"{self.metric} {arrow(self.metric)}".rstrip(),
-                self.values, self.limit, margin, status]
+                self.values, self.limit, margin, format_detectable(self.detectable), status]
 
     @property
     def order(self) -> tuple:
@@ -86,7 +88,7 @@ def row_line(row: ResultRow) -> Line:
     margin = None if row.margin is None or not tolerance else row.margin / tolerance
     limit = "" if row.bound is None else f"{Bound(row.bound, row.direction).describe()} ({row.rule})"
     return Line(row.model, row.benchmark, row.layer, row.metric, format_estimate(row).removesuffix(" *"), limit,
-                margin, row.status, row.message)
+                margin, row.status, row.message, row.detectable)
 
 
 def change_line(change: Change) -> Line:
@@ -98,7 +100,7 @@ def change_line(change: Change) -> Line:
     partner = f"{change.against} {change.baseline_model}" if change.baseline_model != change.model else change.against
     limit = f"tolerance {change.bound:g} vs {partner} ({change.rule})" if change.bound is not None else f"vs {partner}"
     return Line(change.model, change.benchmark, change.layer, change.metric, values, limit, change.margin_units,
-                change.status, change.message)
+                change.status, change.message, change.detectable)
 
 
 @dataclass(frozen=True)
@@ -224,12 +226,15 @@ class ReportCard:
         return [[row.model, row.benchmark, "" if row.layer is None else row.layer, f"{row.metric} {arrow(row.metric)}",
                  format_estimate(row).removesuffix(" *"),
                  "" if row.bound is None else Bound(row.bound, row.direction).describe(),
-                 "" if row_line(row).margin is None else format_number(row_line(row).margin, sign=True),
-                 row.rule or "", row.status.value + (f": {row.message}" if row.message else "")] for row in shown]
+                 "" if row_line(row).margin is None or not math.isfinite(row_line(row).margin)
+                 else format_number(row_line(row).margin, sign=True),
+                 format_detectable(row.detectable), row.rule or "",
+                 row.status.value + (f": {row.message}" if row.message else "")] for row in shown]
 
     def behaviour_rows(self) -> list[list[object]]:
         return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row),
-                 "" if row.bound is None else Bound(row.bound, row.direction).describe(), row.status.value]
+                 "" if row.bound is None else Bound(row.bound, row.direction).describe(),
+                 format_detectable(row.detectable) if row.bound is not None else "", row.status.value]
                 for row in self.pooled() if row.layer is None and metric_family(row.metric) == "behaviour"]
 
     def coupling(self) -> list[ResultRow]:
@@ -276,6 +281,7 @@ class ReportCard:
             rows.append([change.model, f"{change.against} {change.baseline_model}", change.benchmark,
                          "" if change.layer is None else change.layer, change.metric, line.values,
                          "" if change.bound is None else f"≤ {change.bound:g}",
+                         format_detectable(change.detectable) if change.bound is not None else "",
                          change.status.value + (f": {change.message}" if change.message else "")])
         return rows
 

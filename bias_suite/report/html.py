@@ -194,7 +194,8 @@ def card_html(card) -> str:
     sections.append(_folded_table(GATED_HEADERS, gated, len(GATED_HEADERS) - 1, "gated rows, further from their bound")
                     if gated else "<p>No row was gated: no threshold rule covers what this run measured.</p>")
     if card.behaviour_rows():
-        sections += ["<h2>Behaviour</h2>", _table(BEHAVIOUR_HEADERS, card.behaviour_rows(), status_column=5)]
+        sections += ["<h2>Behaviour</h2>",
+                     _table(BEHAVIOUR_HEADERS, card.behaviour_rows(), status_column=len(BEHAVIOUR_HEADERS) - 1)]
     if card.coupling_rows():
         sections += ["<h2 id='coupling'>Coupling of internals with behaviour</h2>",
                      "<p class='caption'>Spearman ρ [95% CI, bootstrap over items] over samples between each "

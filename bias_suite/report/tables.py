@@ -69,13 +69,20 @@ def metric_family(metric: str) -> str | None:
         return None
 
 
-GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin (× tolerance)", "rule",
-                 "status"]
-BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "bound", "status"]
+# "detectable": the smallest true distance beyond a bound (or tolerance) this run flags with 80 % power, in the
+# metric's units (about 1.4 half-widths of the interval on the side facing the bound)
+GATED_HEADERS = ["model", "benchmark", "layer", "metric", "value [95% CI]", "bound", "margin (× tolerance)",
+                 "detectable", "rule", "status"]
+BEHAVIOUR_HEADERS = ["model", "benchmark", "behaviour", "value [95% CI]", "bound", "detectable", "status"]
 CHANGE_HEADERS = ["model", "against", "benchmark", "layer", "metric", "baseline → candidate (change [95% CI])",
-                  "tolerance", "status"]
+                  "tolerance", "detectable", "status"]
 COUPLING_HEADERS = ["model", "benchmark", "layer", "visual_share", "visual_share_nosink", "logit_gap", "key_distance"]
 SAMPLE_HEADERS = ["model", "benchmark", "sample", "image tokens", "margin (nats)", "correct", "layer",
                   "visual_share", "logit_gap", "key_distance"]
 WORST_HEADERS = ["benchmark", "layer", "metric", "baseline → candidate (change [95% CI]) or value [95% CI]",
-                 "bound or tolerance", "margin (× tolerance)", "status"]
+                 "bound or tolerance", "margin (× tolerance)", "detectable", "status"]
+
+
+def format_detectable(value: float | None) -> str:
+    """A detectable change for a table cell ("" when the row has no interval)."""
+    return "" if value is None or not math.isfinite(value) else format_number(value)

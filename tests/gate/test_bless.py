@@ -119,7 +119,7 @@ def test_a_rate_bound_its_items_cannot_cross_is_left_out_and_said(tmp_path):
     INCONCLUSIVE; blessing leaves it out, says why, and bounds the paired change instead."""
     half = Gauge(None, "m", 4, {}, {}).row("conflict", None, None, "text_preference_rate",
                                            rate_estimate(torch.tensor([True] * 8 + [False] * 8)))
-    changes = bless(request(tmp_path, [model("m")], rows("m", 0.3) + [half], family="m"))
+    changes = bless(request(tmp_path, [model("m")], [*rows("m", 0.3), half], family="m"))
     document = yaml.safe_load((tmp_path / "m.yaml").read_text())
     assert not [r for r in document["rules"] if r["metric"] == "text_preference_rate" and "max" in r]
     (said,) = [line for line in changes if "conflict text_preference_rate" in line]

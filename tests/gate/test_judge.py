@@ -132,7 +132,8 @@ def test_a_generic_sanity_bound_that_this_many_items_cannot_test_is_not_applied_
     gauge = Gauge(None, "m", 4, {}, {}, sanity=sanity)
     eight = gauge.row("conflict", None, None, "text_preference_rate", rate_estimate(torch.ones(8, dtype=torch.bool)))
     assert eight.status == "unchecked" and eight.rule is None
-    assert eight.message.startswith("packaged default.yaml rules[2] not applied: a check that cannot fail: ≤ 0.75 on 8 items")
+    assert eight.message.startswith(
+        "packaged default.yaml rules[2] not applied: a check that cannot fail: ≤ 0.75 on 8 items")
     sixteen = gauge.row("conflict", None, None, "text_preference_rate",
                         rate_estimate(torch.ones(16, dtype=torch.bool)))
     assert sixteen.status == "fail" and sixteen.rule == "packaged default.yaml rules[2]"

@@ -58,7 +58,8 @@ def _pooled(model_index: int, model: str, benchmark: str, layer: int) -> list[Re
         value, ci = gated
         status = "fail" if ci[0] > MMD2_BOUND else "warn" if value > MMD2_BOUND else "pass"
         rows.append(ResultRow(model, benchmark, layer, None, "mmd2", value, ci, status, bound=MMD2_BOUND,
-                              direction=HIGHER_IS_WORSE, rule=RULE, replicates=(value - 0.01, value, value + 0.01)))
+                              direction=HIGHER_IS_WORSE, rule=RULE, replicates=(value - 0.01, value, value + 0.01),
+                              detectable=round(1.4 * (ci[1] - ci[0]) / 2, 4)))
     elif (model, benchmark, layer) == (PIPE_MODEL, "photos", 2):
         rows.append(ResultRow(model, benchmark, layer, None, "mmd2", float("nan"), None, "error", bound=MMD2_BOUND,
                               direction=HIGHER_IS_WORSE, rule="default.yaml rules[0]",
@@ -109,7 +110,8 @@ def synthetic_record() -> RunRecord:
         record.rows.append(ResultRow(model, "conflict", None, None, "text_preference_rate", 0.5 + 0.25 * index,
                                      (0.25 + 0.25 * index, 0.75 + 0.25 * index), "pass" if index == 0 else "unchecked",
                                      bound=0.95 if index == 0 else None, direction=HIGHER_IS_WORSE,
-                                     rule="thresholds/tiny-llava.yaml rules[2]" if index == 0 else None))
+                                     rule="thresholds/tiny-llava.yaml rules[2]" if index == 0 else None,
+                                     detectable=0.35 if index == 0 else None))
     record.models = {
         "tiny-llava": ModelRecord("tiny-llava", "llava", "0123abcd", 3, "26e5bea0f5aef415"),
         PIPE_MODEL: ModelRecord(PIPE_MODEL, "qwen2_vl", None, 3, "9f8e7d6c5b4a3210",
@@ -141,11 +143,11 @@ def synthetic_changes() -> list[Change]:
     blessed = "thresholds/tiny-llava.yaml rules[4]"
     return [
         Change("tiny-llava", "tiny-llava-v1", "photos", 1, "mmd2", 0.02, (0.01, 0.03), "pass", 0.05, blessed,
-               "blessed", 0.30, 0.32),
+               "blessed", 0.30, 0.32, detectable=0.014),
         Change("tiny-llava", "tiny-llava-v1", "photos", 2, "mmd2", 0.09, (0.07, 0.11), "fail", 0.05, blessed,
-               "blessed", 0.36, 0.45),
+               "blessed", 0.36, 0.45, detectable=0.028),
         Change("tiny-llava", "tiny-llava-v1", "photos", 0, "mmd2", 0.04, (0.02, 0.06), "inconclusive", 0.05, blessed,
-               "blessed", 0.08, 0.12, "the interval [0.02, 0.06] straddles the tolerance 0.05"),
+               "blessed", 0.08, 0.12, "the interval [0.02, 0.06] straddles the tolerance 0.05", detectable=0.028),
         Change("tiny-llava", "tiny-llava-v1", "photos", 0, "jsd", -0.0, (-0.0, 0.0), "unchecked", against="blessed",
                baseline_value=0.1, value=0.1),
         Change(PIPE_MODEL, "base<b>model", "conflict", 0, "ratio", 1234.5, (999.9999, 1500.0), "unchecked",
