@@ -226,6 +226,31 @@ def newcombe_paired(n11: int, n10: int, n01: int, n00: int, level: float = LEVEL
     return max(-1.0, difference - below), min(1.0, difference + above)
 
 
+def unchanged_change_high(k: int, n: int, level: float = LEVEL) -> float:
+    """The upper end of Newcombe's paired interval when a rate of ``k`` of ``n`` items is measured again with
+    every outcome unchanged (no discordant pair): the smallest tolerance of a ``max_increase`` rule that a
+    re-run of the same model can pass (0.164 for 3 of 16, 0.194 for 0 or 16 of 16, 0.029 for 20 of 100)."""
+    return newcombe_paired(k, 0, 0, n - k, level)[1]
+
+
+def items_to_resolve(tolerance: float, rate: float, level: float = LEVEL, most: int = 100_000) -> int | None:
+    """The fewest items at which an unchanged re-run of a rate near ``rate`` has its paired interval inside
+    ``tolerance`` (None: not within ``most`` items)."""
+    n = 2
+    while n <= most:
+        if unchanged_change_high(round(rate * n), n, level) < tolerance:
+            low = n // 2
+            while low + 1 < n:  # the interval narrows (nearly) monotonically in n: bisect the last doubling
+                middle = (low + n) // 2
+                if unchanged_change_high(round(rate * middle), middle, level) < tolerance:
+                    n = middle
+                else:
+                    low = middle
+            return n
+        n *= 2
+    return None
+
+
 def outcomes_from_jackknife(rate: float, jackknife: Tensor) -> Tensor | None:
     """Each sample's 0/1 outcome recovered from a rate's leave-one-out values, ``x_s = n·rate − (n−1)·θ_(s)``
     (``[n]`` bool), or None when they are not the leave-one-out values of a rate."""

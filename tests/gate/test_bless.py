@@ -20,6 +20,7 @@ import yaml
 
 from bias_suite.errors import ThresholdError
 from bias_suite.gate.bless import BlessedModel, BlessRequest, bless
+from bias_suite.gate.changes import paired_changes
 from bias_suite.gate.judge import Gauge
 from bias_suite.gate.rows import ResultRow
 from bias_suite.gate.thresholds import family_file, load_threshold_file, select_threshold_file
@@ -125,7 +126,41 @@ def test_a_rate_bound_its_items_cannot_cross_is_left_out_and_said(tmp_path):
     (said,) = [line for line in changes if "conflict text_preference_rate" in line]
     assert "≤ 0.8535 cannot fail on 16 items" in said and "24 items or more would be needed" in said
     assert [entry["metric"] for entry in document["not_bounded"]] == ["text_preference_rate"]
-    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.1} in document["rules"]
+    # its change bound: 0.1 widened to 0.12, as an unchanged 8 of 16 already reaches ±0.110 (next test)
+    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.12} in document["rules"]
+
+
+@pytest.mark.parametrize(("preferred", "items", "tolerance"), [(3, 16, 0.17), (8, 16, 0.12), (16, 16, 0.2),
+                                                                (20, 100, 0.1)])
+def test_a_rate_change_bound_an_unchanged_rerun_could_not_pass_is_widened_and_said(tmp_path, preferred, items,
+                                                                                   tolerance):
+    """On 16 items even a re-run with every outcome unchanged has Newcombe's paired interval ±0.164 (3 of 16):
+    a `max_increase` of 0.1 would leave the blessed model itself INCONCLUSIVE forever. Blessing widens it to
+    the next hundredth above that end and says how many items would resolve 0.1; on 100 items 0.1 stays. The
+    unchanged re-run then passes it, and a change of +0.375 (issue 19's 0.25 → 0.625) never passes."""
+    def rate(outcomes: list[bool], spec: str) -> ResultRow:
+        return Gauge(None, spec, 4, {}, {}).row("conflict", None, None, "text_preference_rate",
+                                                rate_estimate(torch.tensor(outcomes)))
+
+    blessed = rate([True] * preferred + [False] * (items - preferred), "m")
+    changes = bless(request(tmp_path, [model("m")], [*rows("m", 0.3), blessed], family="m"))
+    document = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": tolerance} in document["rules"]
+    (said,) = [line for line in changes if line.startswith("text_preference_rate: a paired change")]
+    assert ("widened from 0.1" in said and "items would resolve it" in said) == (tolerance != 0.1)
+
+    def change(candidate: int, baseline: int):
+        (found,) = paired_changes([rate([True] * candidate + [False] * (items - candidate), "m2")],
+                                  {("m", "conflict", None, "text_preference_rate"):
+                                   rate([True] * baseline + [False] * (items - baseline), "m")},
+                                  "m", lambda row: (tolerance, "m.yaml"), "blessed")
+        return found
+
+    assert change(preferred, preferred).status == "pass"
+    regressed = change(items * 5 // 8, items // 4)
+    # on 16 items its interval reaches back across the widened tolerance (INCONCLUSIVE: exit 6, not a pass)
+    assert regressed.increase == pytest.approx(0.375, abs=0.01)
+    assert regressed.status == ("fail" if items >= 100 else "inconclusive")
 
 
 def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history(tmp_path):
