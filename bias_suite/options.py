@@ -7,11 +7,13 @@ so pytest-xdist can send them to workers.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import operator
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,3 +240,16 @@ class RunSettings:
         estimators and intervals measured it, :data:`ESTIMATOR_VERSION`)."""
         return {"n_samples": self.n_samples, "max_tokens_per_modality": self.max_tokens_per_modality,
                 "seed": self.seed, "n_bootstrap": self.n_bootstrap, "estimator_version": ESTIMATOR_VERSION}
+
+
+def argparse_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A validator of this module as an argparse ``type`` (its ValueError becomes a usage error naming the
+    option) — shared by the pytest plugin's options and the command line's."""
+    def check(value: str):
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    check.__name__ = parse.__name__
+    return check

@@ -15,10 +15,8 @@ Under pytest-xdist each item's rows travel to the controller as an attribute of 
 
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from bias_suite.errors import BiasGateWarning, BiasSuiteError, GateFailure, Gate
 GATE_MARKER = "bias_gate"
 GATE_INI = "bias_gate"
 SESSION_STASH = pytest.StashKey["object"]()
+_typed = validate.argparse_type  # a validator of bias_suite.options as an argparse type (usage error, exit 4)
 
 # Option spellings. --model is the interface users ask for; the others also have a --bias- spelling, the
 # only one registered when another plugin already owns the short name.
@@ -58,16 +57,6 @@ DEVICE_MAP_OPTION = "--device-map"
 MAX_MEMORY_OPTION = "--max-memory"
 ALIASES = pytest.StashKey["list"]()
 
-
-def _checked(parse: Callable):
-    def check(value: str):
-        try:
-            return parse(value)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    check.__name__ = parse.__name__
-    return check
 
 
 def _parse_seed(value: str) -> int:
@@ -133,20 +122,20 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     _add(group, MODEL_OPTION, dest="bias_models", action="append", default=None, metavar="SPEC",
          help="run the bias gate on this model (repeatable): hub id, local checkpoint dir, built-in alias "
               "or shape:NAME")
-    _add(group, LAYERS_OPTION, dest="bias_layers", default="all", type=_checked(validate.parse_layers),
+    _add(group, LAYERS_OPTION, dest="bias_layers", default="all", type=_typed(validate.parse_layers),
          metavar="SELECTOR", help="decoder layers: all, 0,4,8, 0-7, every:4, first_third, middle_third, last_third")
     _add(group, BENCHMARK_OPTION, dest="bias_benchmarks", action="append", default=None,
-         type=_checked(validate.parse_benchmark), metavar="NAME_OR_PATH",
+         type=_typed(validate.parse_benchmark), metavar="NAME_OR_PATH",
          help=f"benchmark, repeatable (default: {', '.join(validate.DEFAULT_BENCHMARKS)})")
     _add(group, SAMPLES_OPTION, dest="bias_samples", default=validate.DEFAULT_SAMPLES,
-         type=_checked(_parse_samples), metavar="N",
+         type=_typed(_parse_samples), metavar="N",
          help=f"samples per benchmark, a seeded subset (default {validate.DEFAULT_SAMPLES}, at least "
               f"{validate.MIN_SAMPLES}; a gated row needs {validate.MIN_GATED_SAMPLES})")
-    _add(group, SEED_OPTION, dest="bias_seed", default=0, type=_checked(_parse_seed),
+    _add(group, SEED_OPTION, dest="bias_seed", default=0, type=_typed(_parse_seed),
          help="seed of subsets, folds and bootstrap (0 to 2**32 - 1)")
-    _add(group, DEVICE_OPTION, dest="bias_device", default="auto", type=_checked(validate.parse_device),
+    _add(group, DEVICE_OPTION, dest="bias_device", default="auto", type=_typed(validate.parse_device),
          help="device for models under test: auto (CUDA when present), cpu, cuda, cuda:N")
-    _add(group, DTYPE_OPTION, dest="bias_dtype", default="auto", type=_checked(validate.parse_dtype),
+    _add(group, DTYPE_OPTION, dest="bias_dtype", default="auto", type=_typed(validate.parse_dtype),
          help="weight dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
     _add(group, THRESHOLDS_OPTION, dest="bias_thresholds", default=None, metavar="PATH",
          help="threshold folder or FILE.yaml (default: ./thresholds/ when it exists, else the package's generic "
@@ -156,7 +145,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     _add(group, REASON_OPTION, dest="bias_reason", default=None, metavar="TEXT",
          help="why the thresholds change (recorded in the file's provenance)")
     _add(group, FAMILY_OPTION, dest="bias_families", action="append", default=None, metavar="[SPEC=]NAME",
-         type=_checked(_parse_family),
+         type=_typed(_parse_family),
          help="the family each model declares: its threshold file is the one of family NAME (SPEC=NAME for one "
               "model; repeatable); with --update-thresholds, the family a new file is blessed for")
     _add(group, STRICT_ENV_OPTION, dest="bias_strict_env", action="store_true",
@@ -173,22 +162,22 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     _add(group, INCOMPLETE_WEIGHTS_OPTION, dest="bias_allow_incomplete_weights", action="store_true",
          help="load checkpoints with missing or unexpected weights (random gaps; the card says so)")
     _add(group, REPORT_OPTION, dest="bias_reports", action="append", default=[],
-         type=_checked(validate.parse_report_path),
+         type=_typed(validate.parse_report_path),
          metavar="PATH", help="write the bias report card; format by suffix (.md, .json, .html); repeatable")
     _add(group, BASELINE_OPTION, dest="bias_baseline", default=None, metavar="CARD.json",
          help="compare with a previous run's JSON card (same samples and seed): change per metric, paired bootstrap")
     _add(group, REFERENCE_OPTION, dest="bias_reference", default=None, metavar="SPEC",
          help="measure this model (the base model, the last release) on the same samples in the same run and judge "
               "every model's paired changes against it: GO, NO-GO or INCONCLUSIVE per metric")
-    _add(group, BOOTSTRAP_OPTION, dest="bias_bootstrap", default=None, type=_checked(validate.parse_bootstrap),
+    _add(group, BOOTSTRAP_OPTION, dest="bias_bootstrap", default=None, type=_typed(validate.parse_bootstrap),
          metavar="N", help=f"bootstrap replicates per interval (default {validate.DEFAULT_BOOTSTRAP})")
-    _add(group, DEVICE_MAP_OPTION, dest="bias_device_map", default=None, type=_checked(validate.parse_device_map),
+    _add(group, DEVICE_MAP_OPTION, dest="bias_device_map", default=None, type=_typed(validate.parse_device_map),
          metavar="STRATEGY", help="spread each model over the GPUs, then CPU, then disk with accelerate: auto, "
                                   "balanced, balanced_low_0, sequential (models larger than one GPU)")
-    _add(group, MAX_MEMORY_OPTION, dest="bias_max_memory", default=None, type=_checked(validate.parse_max_memory),
+    _add(group, MAX_MEMORY_OPTION, dest="bias_max_memory", default=None, type=_typed(validate.parse_max_memory),
          metavar="DEVICE=AMOUNT,…", help="with --device-map: each device's budget, e.g. 0=20GiB,1=20GiB,cpu=60GiB "
                                          "(what does not fit is offloaded to disk)")
-    _add(group, SHARD_OPTION, dest="bias_shard", default=None, type=_checked(validate.parse_shard), metavar="K/N",
+    _add(group, SHARD_OPTION, dest="bias_shard", default=None, type=_typed(validate.parse_shard), metavar="K/N",
          help="run the K-th of N shards of the (model × benchmark) cells; its JSON --bias-report is what "
               "`bias-suite merge` reads")
     parser.addini(GATE_INI, "run the bias gate on the default model even without --model", type="bool", default=False)

@@ -196,7 +196,8 @@ class ThresholdFile:
     @property
     def baseline_card_path(self) -> Path | None:
         card = self.baseline_card
-        return None if card is None else self.path.parent / card["file"]
+        # beside the file itself: a symlinked threshold file's card was written beside its target
+        return None if card is None else self.path.resolve().parent / card["file"]
 
     @property
     def not_bounded(self) -> list[Mapping]:

@@ -136,10 +136,16 @@ def finish_run(record: RunRecord, options: FinishOptions, session=None) -> RunOu
     accepted: list[str] = []
     if options.update:
         refusal, regressions = _update_refusal(record, options, session)
+        unverified = _unverified(record, verdicts)
         if refusal is None and regressions and not options.accept_regression:
             refusal = (f"the run is worse than {_files_of(record)} in {len(regressions)} row(s) (first: "
                        f"{regressions[0]}); blessing would accept the regression. Bless a checkpoint that passes, or "
                        "pass --accept-regression with a --reason that says why this regression is accepted")
+        elif refusal is None and unverified and not options.accept_regression:
+            refusal = (f"the run could not be compared with {_files_of(record)} ({unverified[0]}), so it cannot show "
+                       "that it is no worse: blessing now could accept a regression unseen. Bless under the file's "
+                       "settings, or pass --accept-regression with a --reason that says why the baseline moves")
+        regressions = regressions + [line for line in unverified if line not in regressions]
         if refusal:
             problems.append(f"thresholds NOT updated: {refusal}")
         else:
@@ -235,7 +241,8 @@ def _fix(model: str, verdict: Verdict, record: RunRecord, options: FinishOptions
 def _exit_code(verdicts: Mapping[str, ModelVerdict], options: FinishOptions, blessed: bool, run_failed: bool) -> int:
     """1 when a model FAILs (or the run itself failed: a refused bless, an unwritable report, another test),
     else 6 for INCONCLUSIVE, 7 for NO BASELINE (0 with --allow-unbaselined), else 0. A bless that wrote the
-    next version without accepting a regression exits 0: NO BASELINE and not comparable are what it is for."""
+    next version without accepting a regression exits 0: a model without a baseline is what it is for (one
+    its family file baselines but could not be compared with needs --accept-regression)."""
     judged = [v.verdict for v in verdicts.values() if v.verdict is not None]
     if run_failed or Verdict.FAIL in judged:
         return Verdict.FAIL.exit_code
@@ -257,6 +264,14 @@ def _threshold_files(record: RunRecord, session) -> dict[str, ThresholdFile]:
 
 def _files_of(record: RunRecord) -> str:
     return ", ".join(sorted({gated_by.file for gated_by in record.thresholds.values()})) or "its threshold file"
+
+
+def _unverified(record: RunRecord, verdicts: Mapping[str, ModelVerdict]) -> list[str]:
+    """What keeps a model that a family file baselines INCONCLUSIVE (other settings, an interval that
+    straddles, too few samples): a bless of it replaces a baseline it could not be compared with."""
+    return [reason for spec, verdict in verdicts.items() if verdict.verdict is Verdict.INCONCLUSIVE
+            and (gated := record.thresholds.get(spec)) is not None and gated.baselined
+            for reason in (verdict.reasons[:1] or (f"{spec} is INCONCLUSIVE",))]
 
 
 def _update_refusal(record: RunRecord, options: FinishOptions, session) -> tuple[str | None, list[str]]:

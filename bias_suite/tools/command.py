@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 USAGE_ERROR = 4  # the gate's exit code for a usage error (pytest's own)
@@ -16,18 +16,6 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
-
-
-def checked(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """A validator of :mod:`bias_suite.options` as an argparse ``type`` (its ValueError becomes a usage error)."""
-    def check(value: str):
-        try:
-            return parse(value)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    check.__name__ = parse.__name__
-    return check
 
 
 def family_map(values: Sequence[str] | None) -> dict[str, str] | None:

@@ -15,7 +15,8 @@ import math
 from tabulate import tabulate
 
 from bias_suite.errors import BiasSuiteError
-from bias_suite.tools.command import CommandParser, checked, fail
+from bias_suite.options import argparse_type as checked
+from bias_suite.tools.command import CommandParser, fail
 
 HEADERS = ["model", "benchmark", "layer", "metric", "old → new", "change [95% CI]", "× CI width"]
 

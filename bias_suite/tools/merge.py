@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
-from bias_suite.tools.command import CommandParser, checked, fail, family_map, unwritable_destinations
+from bias_suite.options import argparse_type as checked
+from bias_suite.tools.command import CommandParser, fail, family_map, unwritable_destinations
 
 
 def build_parser() -> CommandParser:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
-from bias_suite.tools.command import CommandParser, checked, fail
+from bias_suite.options import argparse_type as checked
+from bias_suite.tools.command import CommandParser, fail
 
 
 def build_parser() -> CommandParser:

@@ -286,6 +286,24 @@ def test_a_bless_keeps_the_files_mode_and_writes_through_a_symlink(tmp_path):
     assert stat.S_IMODE((shared / "ours.yaml").stat().st_mode) == 0o664
 
 
+def test_a_symlinked_file_in_another_folder_finds_the_card_blessed_beside_its_target(tmp_path):
+    """The card is written beside the file's target; a later run reading the link must find it there (a
+    lookup beside the link stopped every later run with "baseline_card … missing")."""
+    measured = [dataclasses.replace(r, replicates=(r.value,) * 3) for r in rows("/ckpts/ours-v1", 0.3)]
+    card = {"schema": 3, "results": [r.to_json() for r in measured],
+            "models": [{"spec": "/ckpts/ours-v1"}], "settings": SETTINGS, "benchmarks": []}
+    shared, project = tmp_path / "shared", tmp_path / "project"
+    shared.mkdir()
+    project.mkdir()
+    bless(request(shared, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours", card=card))
+    (project / "ours.yaml").symlink_to(shared / "ours.yaml")
+    bless(request(project, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours", card=card,
+                  reason="again"))
+    linked = load_threshold_file(project / "ours.yaml")
+    assert linked.version == 2 and linked.baseline_card_path == shared.resolve() / "ours.v2.card.json.gz"
+    assert linked.baseline_card_path.is_file() and not (project / "ours.v2.card.json.gz").exists()
+
+
 def test_a_full_disk_while_blessing_leaves_the_previous_version_intact(tmp_path, monkeypatch):
     import errno
 

@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 
 NO_BASELINE, INCONCLUSIVE, FAIL = 7, 6, pytest.ExitCode.TESTS_FAILED
 
@@ -73,6 +74,20 @@ def test_a_run_with_fewer_samples_than_the_blessed_one_is_inconclusive_naming_sa
     result.stdout.fnmatch_lines(["INCONCLUSIVE · *ours-v1*",
                                  "*not comparable: n_samples differs (the bounds of ours.yaml were measured with 16, "
                                  "this run has 4*"])
+    # blessing it would replace a baseline it could not be compared with — how a regressed checkpoint was
+    # blessed unseen by changing a setting: refused, unless said on purpose
+    before = (pytester.path / "thresholds" / "ours.yaml").read_text()
+    refused = gate(f"--model={v1}", "--samples=4", "--layers=0,3", "--update-thresholds", "--reason", "fewer")
+    assert refused.ret == FAIL
+    refused.stdout.fnmatch_lines(["*thresholds NOT updated: the run could not be compared with *ours.yaml*"
+                                  "--accept-regression*"])
+    assert (pytester.path / "thresholds" / "ours.yaml").read_text() == before
+    accepted = gate(f"--model={v1}", "--samples=4", "--layers=0,3", "--update-thresholds", "--accept-regression",
+                    "--reason", "fewer samples on purpose")
+    assert accepted.ret == INCONCLUSIVE  # written, and the run still exits with its verdict
+    document = yaml.safe_load((pytester.path / "thresholds" / "ours.yaml").read_text())
+    assert document["version"] == 2 and document["settings"]["n_samples"] == 4
+    assert any("n_samples" in line for line in document["provenance"]["accepted_regression"])
 
 
 def test_a_reference_in_the_same_run_fails_the_planted_checkpoint_and_passes_a_copy(gate, pytester,
