@@ -234,7 +234,8 @@ def _fix(model: str, verdict: Verdict, record: RunRecord, options: FinishOptions
     if verdict is Verdict.INCONCLUSIVE:
         return ("make the run comparable with what it is judged against (the settings named above), give it more "
                 "samples where an interval straddles its tolerance, or bless a new baseline under the new settings "
-                "(pytest --model=BASELINE_CHECKPOINT --update-thresholds --reason TEXT)")
+                "(pytest --model=BASELINE_CHECKPOINT --update-thresholds --accept-regression --reason TEXT: it "
+                "cannot be compared with the old one, so say why it moves)")
     return ""
 
 
