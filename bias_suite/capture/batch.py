@@ -183,7 +183,8 @@ def plan_batch(model: PreTrainedModel, inputs: Mapping[str, Tensor], sample_ids:
     batch = input_ids.shape[0]
     if len(sample_ids) != batch:
         raise ValueError(f"{len(sample_ids)} sample ids for a batch of {batch}")
-    layers = resolve_layers(model, config.layers)
+    geometry = geometry or decoder_geometry(model)
+    layers = resolve_layers(model, config.layers, geometry=geometry)
     attention_mask = inputs.get("attention_mask")
     valid = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     image_mask = (input_ids == image_token_id(model)) & valid
@@ -203,7 +204,7 @@ def plan_batch(model: PreTrainedModel, inputs: Mapping[str, Tensor], sample_ids:
     query_index, query_counts = _padded_index([token_index[b][query_rows[b]] for b in range(batch)], device)
     key_index, key_counts = _padded_index([token_index[b][key_rows[b]] for b in range(batch)], device)
     plan = BatchPlan(
-        layers=layers, geometry=geometry or decoder_geometry(model), valid=valid, image_mask=image_mask,
+        layers=layers, geometry=geometry, valid=valid, image_mask=image_mask,
         ordinal=valid.long().cumsum(-1) - 1, first_token=valid.long().argmax(-1),
         query_index=query_index, key_index=key_index, query_counts=query_counts, key_counts=key_counts,
         input_ids=input_ids, massive_ratio=config.massive_ratio,
@@ -236,7 +237,7 @@ def capture_batch(
 def _capture_batch(model: PreTrainedModel, inputs: Mapping[str, Tensor], sample_ids: Sequence[str],
                    config: CaptureConfig, geometry: DecoderGeometry | None) -> BatchCapture:
     plan, token_index, query_rows, key_rows = plan_batch(model, inputs, sample_ids, config, geometry)
-    forward_kwargs = prefill_kwargs(model, inputs)
+    forward_kwargs = prefill_kwargs(model, inputs, plan.geometry)
     batch, seq = plan.valid.shape
     last_position = torch.stack([index[-1] for index in token_index])
     kept = torch.unique(last_position)  # only the last real positions' logits are needed

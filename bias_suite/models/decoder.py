@@ -157,10 +157,11 @@ def backend_of(attn_implementation: str | None) -> str:
 
 
 @_names_the_family
-def resolve_layers(model: nn.Module, layers: Sequence[int], model_name: str | None = None) -> tuple[int, ...]:
+def resolve_layers(model: nn.Module, layers: Sequence[int], model_name: str | None = None,
+                   geometry: DecoderGeometry | None = None) -> tuple[int, ...]:
     """Normalise layer indices (negatives count from the end); raise naming the model on bad ones and on
-    layers without self-attention."""
-    geometry = decoder_geometry(model)
+    layers without self-attention. ``geometry``: the model's, when the caller carries it."""
+    geometry = geometry or decoder_geometry(model)
     n_layers = geometry.n_layers
     name = model_name or getattr(model.config, "name_or_path", None) or type(model).__name__
     resolved = []
@@ -199,14 +200,15 @@ def image_token_id(model: nn.Module) -> int:
 
 
 @_names_the_family
-def prefill_kwargs(model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> dict:
+def prefill_kwargs(model: PreTrainedModel, inputs: Mapping[str, Tensor],
+                   geometry: DecoderGeometry | None = None) -> dict:
     """The keyword arguments capture runs ``model`` with: the processor's inputs, no KV cache, and the
     positions the model itself computes for a prefill — what ``generate()`` feeds it: its padding-aware
     position computation (``_prepare_position_ids_for_generation``, overridden by the Qwen-VL family for
     3-D positions) and its family adjustments (``prepare_inputs_for_generation``: PaliGemma counts from 1).
     A left-padded sample therefore gets the same positions as when it is run alone. Tests use it to run
-    oracle forwards on identical inputs."""
-    geometry = decoder_geometry(model)
+    oracle forwards on identical inputs. ``geometry``: the model's, when the caller carries it."""
+    geometry = geometry or decoder_geometry(model)
     kwargs = dict(inputs)
     kwargs["use_cache"] = False
     parameters = inspect.signature(model.forward).parameters

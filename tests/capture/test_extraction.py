@@ -28,3 +28,22 @@ def test_extract_refuses_duplicate_sample_ids(load_tiny):
     clash = Sample(first.sample_id, second.image, second.prompt)
     with pytest.raises(ValueError, match="used more than once: \\['sample-0'\\]"):
         extract(load_tiny("tiny-llava"), [first, clash], CaptureConfig(layers=(0,)))
+
+
+def test_the_decoder_geometry_is_worked_out_once_at_load_and_carried_through_every_batch(load_tiny, monkeypatch):
+    """Issue 18: the geometry was computed again in every batch (layer resolution, prefill arguments);
+    the loaded model carries it, and capture uses what it is given."""
+    from bias_suite.models import decoder
+
+    loaded = load_tiny("tiny-llava")
+    calls = []
+    original = decoder.decoder_geometry
+
+    def counted(model):
+        calls.append(model)
+        return original(model)
+
+    for module in ("bias_suite.models.decoder", "bias_suite.capture.batch"):
+        monkeypatch.setattr(f"{module}.decoder_geometry", counted)
+    extract(loaded, make_samples(4), CaptureConfig(layers=(0, 3)), batch_size=2)
+    assert calls == []

@@ -246,8 +246,8 @@ def test_families_that_cannot_fit_the_method_are_refused_with_their_cause(name):
     assert REFUSAL_WORDS[name] in str(refusal.value)
 
 
-def _zero_based_1d_positions(model, inputs):
-    kwargs = prefill_kwargs(model, inputs)
+def _zero_based_1d_positions(model, inputs, geometry=None):
+    kwargs = prefill_kwargs(model, inputs, geometry)
     kwargs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)  # 0-based, 1-D
     return kwargs
 
