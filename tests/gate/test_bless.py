@@ -322,3 +322,20 @@ def test_a_full_disk_while_blessing_leaves_the_previous_version_intact(tmp_path,
         bless(request(tmp_path, [model("/ckpts/ours")], rows("/ckpts/ours", 0.5), family="ours", reason="v2"))
     assert (tmp_path / "ours.yaml").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ours.yaml"]
+
+
+def test_a_files_policy_sets_the_tolerance_of_paired_changes_and_of_the_rules_a_bless_writes(tmp_path):
+    """`policy: {tolerances: …}` overrides the registry's tolerance of a paired change, by full metric name or
+    by its base (`logit_gap` covers `logit_gap.question`); a metric it does not name keeps the registry's."""
+    path = tmp_path / "ours.yaml"
+    path.write_text("version: 1\nfamily: ours\nmatch: {name: ['*ours*']}\nenvironment: {}\nprovenance: {reason: t}\n"
+                    "policy: {tolerances: {mmd2: 0.03, logit_gap: 0.5}}\n"
+                    "rules:\n  - {metric: mmd2, layers: all, max: 1.5}\n")
+    current = load_threshold_file(path)
+    assert current.tolerance("mmd2") == 0.03 and current.tolerance("logit_gap.question") == 0.5
+    assert current.tolerance("visual_share.question") == 0.05  # the registry's default
+    bless(request(tmp_path, [model("/ckpts/ours-v1")], rows("/ckpts/ours-v1", 0.3), family="ours", reason="v2"))
+    document = yaml.safe_load(path.read_text())
+    assert {"metric": "mmd2", "layers": "all", "max_increase": 0.03} in document["rules"]
+    assert {"metric": "visual_share.question", "layers": "all", "max_increase": 0.05} in document["rules"]
+    assert document["policy"] == {"tolerances": {"mmd2": 0.03, "logit_gap": 0.5}}  # kept for the next version
