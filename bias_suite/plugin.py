@@ -226,6 +226,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_scale_options(option)
     _check_device(option.bias_device)
     _check_thresholds(config)
+    _check_families(config)
     if not hasattr(config, "workerinput"):
         _check_destinations(config)
         config.pluginmanager.register(ReportCardPlugin(config), "bias_suite.report_card")
@@ -271,6 +272,18 @@ def _check_device(device: str) -> None:
     if index >= count:
         raise pytest.UsageError(f"{DEVICE_OPTION} {device}: torch sees {count} CUDA device(s): use cuda:0 to "
                                 f"cuda:{count - 1}")
+
+
+def _check_families(config: pytest.Config) -> None:
+    """``--family SPEC=NAME`` whose SPEC is no model of the run would declare nothing (a typo would leave the
+    model to its name's match): a usage error naming the models."""
+    models = list(config.option.bias_models or [default_model()])
+    if config.option.bias_reference:
+        models.append(config.option.bias_reference)
+    unknown = [spec for spec in families(config) if spec != "*" and spec not in models]
+    if unknown:
+        raise pytest.UsageError(f"{FAMILY_OPTION} {unknown[0]}=…: {unknown[0]!r} is not a {MODEL_OPTION} of this run "
+                                f"(models: {', '.join(models)})")
 
 
 def _check_thresholds(config: pytest.Config) -> None:

@@ -46,6 +46,15 @@ def test_declaring_the_family_at_gate_time_fails_the_renamed_biased_checkpoint(
     assert result.ret == FAIL
     result.stdout.fnmatch_lines(["FAIL · *release-candidate*gated by thresholds/ours.yaml v1 (declared with --family*"])
     assert "failed" in result.stdout.str().splitlines()[-1]
+    # declared for that model alone (SPEC=NAME): the same; a SPEC that is no model of the run is a usage error
+    # before anything loads (it would have declared nothing and left the model to its name)
+    per_model = gate(f"--model={candidate}", "--family", f"{candidate}=ours")
+    assert per_model.ret == FAIL
+    per_model.stdout.fnmatch_lines(["FAIL · *release-candidate*gated by thresholds/ours.yaml v1 (declared*"])
+    typo = gate(f"--model={candidate}", "--family", "ckpts/release-candidat=ours")
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    typo.stderr.fnmatch_lines(["*--family ckpts/release-candidat=…: 'ckpts/release-candidat' is not a --model of "
+                               "this run (models: *release-candidate)*"])
 
 
 def test_a_copy_of_the_blessed_checkpoint_passes_paired_with_the_blessed_run(gate, pytester, blessed_ours):
