@@ -232,34 +232,34 @@ def _change_rules(rules: Sequence[dict], rows: Sequence[ResultRow], current: Thr
         if metric in bounded or not any(row.metric == metric for row in rows):
             continue
         tolerance = current.tolerance(metric) if current is not None else spec_of(metric).tolerance
-        widened = _resolvable_tolerance(metric, tolerance, [row for row in rows if row.metric == metric])
+        widened = _resolvable_tolerance(tolerance, [row for row in rows if row.metric == metric])
         added.append({"metric": metric, "layers": "all", "max_increase": widened[0]})
         changes.append(f"{metric}: a paired change beyond {widened[0]:g} against this blessed run fails (max_increase)"
                        + (f"; {widened[1]}" if widened[1] else ""))
     return added
 
 
-def _resolvable_tolerance(metric: str, tolerance: float, rows: Sequence[ResultRow]) -> tuple[float, str]:
-    """``(tolerance, why)``: the ``max_increase`` tolerance of ``metric``, widened for an exact rate when even an
-    unchanged re-run of the blessed model could not pass it — on few items Newcombe's paired interval of no
+def _resolvable_tolerance(tolerance: float, rows: Sequence[ResultRow]) -> tuple[float, str]:
+    """``(tolerance, why)``: the ``max_increase`` tolerance of the metric of ``rows``, widened for an exact rate
+    when even an unchanged re-run of the blessed model could not pass it — on few items Newcombe's paired interval of no
     change at all reaches past the tolerance (±0.164 for 3 of 16), so the rule would make every later run
     INCONCLUSIVE. Widened to the next hundredth above that end, and said (``why``) with the items that
     would resolve the registry's tolerance; unchanged (``why`` empty) otherwise."""
-    worst: tuple[float, float] | None = None  # (the unchanged run's upper end, its rate)
+    worst: tuple[float, float, int] | None = None  # (the unchanged run's upper end, its rate, its items)
     for row in rows:
         items = _rate_items([row])
         if items is None or row.value is None:
             continue
         high = intervals.unchanged_change_high(round(row.value * items), items)
         if worst is None or high > worst[0]:
-            worst = (high, row.value)
+            worst = (high, row.value, items)
     if worst is None or worst[0] < tolerance:
         return tolerance, ""
-    widened = math.floor(worst[0] * 100) / 100 + 0.01
-    needed = intervals.items_to_resolve(tolerance, worst[1])
-    return widened, (f"widened from {tolerance:g}: on {_rate_items(rows)} items even an unchanged re-run's paired "
-                     f"interval reaches +{worst[0]:.3g}, so {tolerance:g} could never pass"
-                     + (f" ({needed} items would resolve it)" if needed else ""))
+    high, rate, items = worst
+    needed = intervals.items_to_resolve(tolerance, rate)
+    return math.floor(high * 100) / 100 + 0.01, (
+        f"widened from {tolerance:g}: on {items} items even an unchanged re-run's paired interval reaches "
+        f"+{high:.3g}, so {tolerance:g} could never pass" + (f" ({needed} items would resolve it)" if needed else ""))
 
 
 def write_baseline_card(path: Path, document: dict, models: Sequence[BlessedModel],
@@ -373,7 +373,7 @@ def _reblessed_rules(current: ThresholdFile, rows: Sequence[ResultRow], n_layers
                    and rule.covers(row.metric, row.benchmark, row.layer, n_layers[row.model])]
         if not covered:
             if rule.on_change and "max_increase" in original:
-                tolerance, why = _resolvable_tolerance(rule.metric, original["max_increase"],
+                tolerance, why = _resolvable_tolerance(original["max_increase"],
                                                        [row for row in rows if row.metric == rule.metric])
                 if why:
                     original["max_increase"] = tolerance

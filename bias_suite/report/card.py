@@ -69,13 +69,20 @@ class Line:
     message: str = ""
     detectable: float | None = None  # smallest distance beyond the limit flagged with 80 % power (metric units)
 
+    @property
+    def margin_cell(self) -> str:
+        """The margin for a table cell ("" without one, or when it is not finite: an error row)."""
+        return "" if self.margin is None or not math.isfinite(self.margin) else format_number(self.margin, sign=True)
+
+    @property
+    def status_cell(self) -> str:
+        return self.status.value + (f": {self.message}" if self.message else "")
+
     def cells(self, with_model: bool = False) -> list[object]:
         where = [self.model] if with_model else []
-        margin = "" if self.margin is None or not math.isfinite(self.margin) else format_number(self.margin, sign=True)
-        status = self.status.value + (f": {self.message}" if self.message else "")
         return [*where, Path(self.benchmark).name if "/" in self.benchmark else self.benchmark,
                 "" if self.layer is None else self.layer, f"{self.metric} {arrow(self.metric)}".rstrip(),
-                self.values, self.limit, margin, format_detectable(self.detectable), status]
+                self.values, self.limit, self.margin_cell, format_detectable(self.detectable), self.status_cell]
 
     @property
     def order(self) -> tuple:
@@ -224,12 +231,9 @@ class ReportCard:
         rows = self.gated()
         shown = rows if limit is None else rows[:limit]
         return [[row.model, row.benchmark, "" if row.layer is None else row.layer, f"{row.metric} {arrow(row.metric)}",
-                 format_estimate(row).removesuffix(" *"),
-                 "" if row.bound is None else Bound(row.bound, row.direction).describe(),
-                 "" if row_line(row).margin is None or not math.isfinite(row_line(row).margin)
-                 else format_number(row_line(row).margin, sign=True),
-                 format_detectable(row.detectable), row.rule or "",
-                 row.status.value + (f": {row.message}" if row.message else "")] for row in shown]
+                 line.values, "" if row.bound is None else Bound(row.bound, row.direction).describe(),
+                 line.margin_cell, format_detectable(row.detectable), row.rule or "", line.status_cell]
+                for row in shown for line in (row_line(row),)]
 
     def behaviour_rows(self) -> list[list[object]]:
         return [[row.model, row.benchmark, f"{row.metric} {arrow(row.metric)}", format_estimate(row),
@@ -281,8 +285,7 @@ class ReportCard:
             rows.append([change.model, f"{change.against} {change.baseline_model}", change.benchmark,
                          "" if change.layer is None else change.layer, change.metric, line.values,
                          "" if change.bound is None else f"≤ {change.bound:g}",
-                         format_detectable(change.detectable) if change.bound is not None else "",
-                         change.status.value + (f": {change.message}" if change.message else "")])
+                         format_detectable(change.detectable) if change.bound is not None else "", line.status_cell])
         return rows
 
     # ------------------------------------------------------------------ words

@@ -163,6 +163,25 @@ def test_a_rate_change_bound_an_unchanged_rerun_could_not_pass_is_widened_and_sa
     assert regressed.status == ("fail" if items >= 100 else "inconclusive")
 
 
+def test_a_reblessed_files_rate_change_bound_an_unchanged_rerun_could_not_pass_is_widened_too(tmp_path):
+    """A file blessed before the widening holds `text_preference_rate max_increase 0.1`: its next version
+    widens it the same way (3 of 16: 0.17) and says so; the other change bounds stay as they were."""
+    path = tmp_path / "ours.yaml"
+    path.write_text("version: 1\nfamily: ours\nmatch: {name: ['*ours*']}\nenvironment: {}\nprovenance: {reason: t}\n"
+                    "rules:\n  - {metric: mmd2, layers: all, max: 1.5}\n"
+                    "  - {metric: mmd2, layers: all, max_increase: 0.05}\n"
+                    "  - {metric: text_preference_rate, layers: all, max_increase: 0.1}\n")
+    rate = Gauge(None, "/ckpts/ours-v1", 4, {}, {}).row("conflict", None, None, "text_preference_rate",
+                                                        rate_estimate(torch.tensor([True] * 3 + [False] * 13)))
+    changes = bless(request(tmp_path, [model("/ckpts/ours-v1")], [*rows("/ckpts/ours-v1", 0.3), rate],
+                            family="ours", reason="v2"))
+    document = yaml.safe_load(path.read_text())
+    assert {"metric": "text_preference_rate", "layers": "all", "max_increase": 0.17} in document["rules"]
+    assert {"metric": "mmd2", "layers": "all", "max_increase": 0.05} in document["rules"]
+    (said,) = [line for line in changes if "max_increase widened from 0.1" in line]
+    assert "on 16 items" in said and "29 items would resolve it" in said
+
+
 def test_rebless_writes_the_next_version_per_benchmark_and_layer_keeping_history(tmp_path):
     path = tmp_path / "llava.yaml"
     path.write_text("version: 3\nmatch: {model_type: [llava]}\nenvironment: {}\nprovenance: {reason: old}\n"
