@@ -119,14 +119,6 @@ def lda_solve(means: Tensor, pooled: Tensor, grid: tuple[float, ...] | Tensor) -
     return weights, -(weights * midpoint).sum(-1)
 
 
-def lda_directions(moments: BlockMoments, sample_fold: Tensor, n_folds: int,
-                   grid: tuple[float, ...]) -> tuple[Tensor, Tensor]:
-    """LDA weights and offsets of every training set × shrinkage: ``([P, J, K, d], [P, J, K])`` float32, in
-    the centred coordinates of ``moments`` (J = :func:`training_sets`, K = ``len(grid)``)."""
-    counts, totals, outers = set_sums(moments, sample_fold, n_folds)
-    return lda_solve(*pooled_covariance(counts[None], totals, outers), grid)
-
-
 def fit_calibration(scores: Tensor, labels: Tensor, weights: Tensor, l2: float = CALIBRATION_L2,
                     max_iter: int = 100, tolerance: float = 1e-12,
                     start: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -190,7 +182,14 @@ def heldout_logits(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_f
 
     keys: ``[P, n, d]`` in block order; returns ``[P, n]`` float64.
     """
-    return _NestedFit.of(keys, layout, moments, n_folds, seed, grid).logits[0]
+    return nested_fit(keys, layout, moments, n_folds, seed, grid).logits[0]
+
+
+def nested_fit(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_folds: int, seed: int,
+               grid: tuple[float, ...] = SHRINKAGE_GRID) -> _NestedFit:
+    """The nested cross-validation on all samples: its ``logits[0]`` are :func:`heldout_logits`, and
+    :func:`refit_jackknife` starts from it (pass it as ``full`` so it is fitted once)."""
+    return _NestedFit.of(keys, layout, moments, n_folds, seed, grid)
 
 
 def _inner_sets(n_folds: int) -> Tensor:
@@ -304,7 +303,7 @@ def _outer_scores(scores: Tensor, best: Tensor, token_fold: Tensor) -> Tensor:
 
 
 def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_folds: int, seed: int,
-                    grid: tuple[float, ...] = SHRINKAGE_GRID) -> tuple[Tensor, Tensor]:
+                    grid: tuple[float, ...] = SHRINKAGE_GRID, full: _NestedFit | None = None) -> tuple[Tensor, Tensor]:
     """``jsd`` and ``auroc`` with each sample left out and the **whole nested cross-validation refitted**
     without it (same folds; the sample's weight 0): ``([S, P], [S, P])`` float64; NaN for a refit in which a
     training set would have no token of a class (3 samples in 3 folds).
@@ -314,11 +313,12 @@ def refit_jackknife(keys: Tensor, layout: TokenLayout, moments: BlockMoments, n_
     jackknife-t covered 0.93–0.98. What a refit shares with the full fit: the training sets that leave out
     the sample's fold (a third of them at 5 folds) keep their directions and scores; of the sets that
     change, the outer ones are solved at the shrinkage the refit's inner scores choose only; Newton's
-    calibration starts from the full fit's."""
+    calibration starts from the full fit's (``full``: :func:`nested_fit` of the same arguments, when the caller
+    has it)."""
     device = keys.device
     n_problems, n_tokens, dim = keys.shape
     n_samples, n_grid = layout.n_samples, len(grid)
-    full = _NestedFit.of(keys, layout, moments, n_folds, seed, grid)
+    full = full or _NestedFit.of(keys, layout, moments, n_folds, seed, grid)
     sets = training_sets(n_folds)
     n_sets = len(sets)
     is_image = layout.is_image.to(device)

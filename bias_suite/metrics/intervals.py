@@ -44,7 +44,6 @@ PAIRED_JACKKNIFE_T = "paired jackknife-t"
 NEWCOMBE = "Newcombe paired (method 10)"
 PAIRED_PERCENTILE = "paired percentile bootstrap"
 
-SCALES = (None, "log", "logit")
 
 
 def jackknife_weights(n_samples: int) -> Tensor:

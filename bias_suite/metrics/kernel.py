@@ -97,18 +97,15 @@ def bandwidth_subsample(keys: Tensor, layout: TokenLayout, seed: int) -> Tensor:
     return torch.cat(chosen, dim=1)
 
 
-def median_bandwidth(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: int) -> Tensor:
+def bandwidths(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: int, leave_one_out: bool = True) -> Tensor:
     """σ² per problem for ``exp(−|x − y|² / (2σ²))``: class-balanced median heuristic over keys of
     *different* samples, ``¼ med(d²_II) + ½ med(d²_IT) + ¼ med(d²_TT)`` (image–image, image–text and
     text–text pairs), so neither the token cap nor the modalities' token counts move it. keys (for the
-    subsample) and centred (for the distances): ``[P, n, d]`` in block order. Returns ``[P]`` float64."""
-    return bandwidths(keys, centred, layout, seed, leave_one_out=False)[0]
+    subsample) and centred (for the distances): ``[P, n, d]`` in block order.
 
-
-def bandwidths(keys: Tensor, centred: Tensor, layout: TokenLayout, seed: int, leave_one_out: bool = True) -> Tensor:
-    """:func:`median_bandwidth` of the data (row 0) and, with ``leave_one_out``, re-estimated without each
-    sample (row ``1 + s``: the subsample of :func:`bandwidth_subsample` drawn again from the other samples):
-    ``[1 + S, P]`` float64. One distance matrix over the candidates any row can draw serves every row."""
+    Row 0 is the data's; with ``leave_one_out``, row ``1 + s`` is re-estimated without sample s (the
+    subsample of :func:`bandwidth_subsample` drawn again from the other samples): ``[1 + S, P]`` float64.
+    One distance matrix over the candidates any row can draw serves every row."""
     device = keys.device
     is_image = layout.is_image.to(device)
     priority = tensor_digest(keys, seed)  # [P, n]

@@ -184,7 +184,6 @@ def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
     statistics["mmd2_pvalue"] = kernel.permutation_pvalue(mmd2[0], statistics["_mmd2_null"])[None]
     energy = kernel.pair_statistics(means.energy, layout, designs.weights)
     statistics.update({name: energy[name] for name in ("intra_image", "intra_text", "inter")})
-    statistics["ratio"] = ratio_of(energy["inter"], 0.5 * (energy["intra_image"] + energy["intra_text"]))
 
     block_moments = moments.BlockMoments.of(keys, layout)
     statistics.update(moments.moment_statistics(block_moments, designs.weights))
@@ -194,10 +193,11 @@ def problem_statistics(keys: Tensor, layout: TokenLayout, designs: _Designs,
 
     # jsd and auroc: the data, then the refit jackknife; no bootstrap rows (their interval refits the classifier,
     # and replicates that hold its logits fixed would pair with nothing)
-    logits = classifier.heldout_logits(keys, layout, block_moments, designs.n_folds, config.seed, config.shrinkage)
+    fit = classifier.nested_fit(keys, layout, block_moments, designs.n_folds, config.seed, config.shrinkage)
+    logits = fit.logits[0]
     bits = classifier.heldout_bits(logits, layout.is_image)
     jsd_jackknife, auroc_jackknife = classifier.refit_jackknife(keys, layout, block_moments, designs.n_folds,
-                                                                config.seed, config.shrinkage)
+                                                                config.seed, config.shrinkage, full=fit)
     data = designs.weights[:1]
     no_bootstrap = torch.full((designs.n_bootstrap, keys.shape[0]), float("nan"), dtype=torch.float64,
                               device=keys.device)
