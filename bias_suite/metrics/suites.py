@@ -239,10 +239,12 @@ def vlind_estimates(items: Sequence[ScoredItem], n_bootstrap: int, seed: int) ->
     }
 
 
-def visual_robustness(accuracy: float, trap_rate: float) -> float:
-    """V-FAT's per-level VRS as reconstructed: the harmonic mean of accuracy and 1 − trap rate (0 when both are 0)."""
-    kept = 1.0 - trap_rate
-    return 0.0 if accuracy + kept == 0 else 2.0 * accuracy * kept / (accuracy + kept)
+def visual_robustness(accuracy: float | torch.Tensor, trap_rate: float | torch.Tensor) -> torch.Tensor:
+    """V-FAT's per-level VRS as reconstructed: the harmonic mean of accuracy and 1 − trap rate (0 when both are 0);
+    elementwise over tensors (float64)."""
+    accuracy = torch.as_tensor(accuracy, dtype=torch.float64)
+    kept = 1.0 - torch.as_tensor(trap_rate, dtype=torch.float64)
+    return torch.where(accuracy + kept > 0, 2 * accuracy * kept / (accuracy + kept), torch.zeros_like(kept))
 
 
 def conflict_level_estimates(items: Sequence[ScoredItem], n_bootstrap: int, seed: int) -> dict[str, Estimate]:
@@ -264,9 +266,7 @@ def conflict_level_estimates(items: Sequence[ScoredItem], n_bootstrap: int, seed
             per_level = []
             for counts in columns.values():
                 n, right, trapped = (weights @ counts).unbind(-1)
-                accuracy, kept = right / n, 1.0 - trapped / n
-                vrs = torch.where(accuracy + kept > 0, 2 * accuracy * kept / (accuracy + kept), torch.zeros_like(n))
-                per_level.append(torch.where(n > 0, vrs, torch.full_like(n, NAN)))
+                per_level.append(torch.where(n > 0, visual_robustness(right / n, trapped / n), torch.full_like(n, NAN)))
             return torch.stack(per_level, -1).nanmean(-1)
 
         results["visual_robustness_score"] = weighted_statistic(score, len(items), n_bootstrap, seed, (0.0, 1.0))
