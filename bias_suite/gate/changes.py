@@ -165,10 +165,11 @@ def paired_changes(rows: Sequence[ResultRow], partners: Mapping[tuple, ResultRow
     for row in rows:
         if row.head is not None or row.value is None or not math.isfinite(row.value) or row.metric == "*":
             continue
-        if judged_only and tolerance(row) is None:
+        bound = tolerance(row)
+        if judged_only and bound is None:
             continue
         partner = partners.get((partner_model, row.benchmark, row.layer, row.metric))
         if partner is None or partner.value is None or not math.isfinite(partner.value):
             continue
-        changes.append(paired_change(row, partner, tolerance(row), against, not_comparable))
+        changes.append(paired_change(row, partner, bound, against, not_comparable))
     return changes

@@ -497,10 +497,6 @@ class Selection:
         that is neither generic nor provisional. Architecture alone (``model_type``) never baselines a model."""
         return self.matched_by in ("declared", "name", "file") and self.file.baselines
 
-    def rule_files(self) -> tuple[ThresholdFile, ...]:
-        """The family file, then the sanity bounds (when they are another file)."""
-        return (self.file,) if self.sanity is None else (self.file, self.sanity)
-
 
 def threshold_files(location: Path) -> list[ThresholdFile]:
     """Every threshold file in a folder (sorted by name); an absent folder has none."""

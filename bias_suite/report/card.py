@@ -227,6 +227,11 @@ class ReportCard:
                           *(format_estimate(metrics.get(name)) for name in CARD_METRICS), status.value])
         return lines
 
+    @property
+    def suite_version(self) -> str:
+        """The bias-suite version that wrote the card."""
+        return __version__
+
     def gated_rows(self, limit: int | None = None) -> list[list[object]]:
         rows = self.gated()
         shown = rows if limit is None else rows[:limit]
@@ -385,7 +390,7 @@ class ReportCard:
     def to_json(self) -> dict:
         return {
             "schema": SCHEMA_VERSION,
-            "suite_version": __version__,
+            "suite_version": self.suite_version,
             "created": self.created,
             "environment": {key: self.environment.get(key) for key in ENVIRONMENT_KEYS},
             "settings": self.settings,

@@ -172,7 +172,7 @@ def card_html(card) -> str:
     links += ["<a href='#gated'>gated rows</a>", "<a href='#changes'>changes</a>",
               "<a href='#all-layers'>all layers</a>"]
     sections = ["<h1>Bias report card</h1>",
-                (f"<p class='caption'>bias-suite {_esc(card.to_json()['suite_version'])} · "
+                (f"<p class='caption'>bias-suite {_esc(card.suite_version)} · "
                  f"created {_esc(card.created)}</p>"),
                 f"<nav>{''.join(links)}</nav>",
                 "<h2>Verdicts</h2>", _table(["model", "verdict", "details", "what to do"], _verdict_rows(card),
