@@ -54,6 +54,7 @@ from bias_suite.gate.thresholds import (
     declared_file,
     family_file,
     load_threshold_file,
+    threshold_files,
 )
 from bias_suite.metrics import intervals
 from bias_suite.metrics.registry import BEHAVIOUR, HIGHER_IS_WORSE, LOWER_IS_WORSE, spec_of
@@ -98,9 +99,10 @@ class BlessRequest:
 def target_for(location: Path, model: BlessedModel) -> tuple[Path, dict | None]:
     """The file a model's bounds go to, and (for a new file) its ``match`` block."""
     family = model.family
-    existing = declared_file(location, family) if family else None
+    files = threshold_files(location)
+    existing = declared_file(location, family, files) if family else None
     if existing is None:
-        matched = family_file(location, model.model_type, model.names)
+        matched = family_file(location, model.model_type, model.names, files)
         if matched is not None and matched.matches(model.model_type, model.names) == "name":
             existing = matched
     if existing is not None:

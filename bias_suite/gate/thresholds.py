@@ -505,10 +505,11 @@ def threshold_files(location: Path) -> list[ThresholdFile]:
     return [load_threshold_file(path) for path in sorted([*location.glob("*.yaml"), *location.glob("*.yml")])]
 
 
-def family_file(location: Path, model_type: str, names: Sequence[str]) -> ThresholdFile | None:
+def family_file(location: Path, model_type: str, names: Sequence[str],
+                files: Sequence[ThresholdFile] | None = None) -> ThresholdFile | None:
     """The family file in ``location`` that gates the model (name matches first), or None. Two files
-    matching equally is an error."""
-    files = [f for f in threshold_files(location) if not f.is_default]
+    matching equally is an error. ``files``: the folder's :func:`threshold_files`, when the caller has them."""
+    files = [f for f in (threshold_files(location) if files is None else files) if not f.is_default]
     for kind in ("name", "model_type"):
         found = [f for f in files if f.matches(model_type, names) == kind]
         if len(found) > 1:
@@ -520,9 +521,10 @@ def family_file(location: Path, model_type: str, names: Sequence[str]) -> Thresh
     return None
 
 
-def declared_file(location: Path, family: str) -> ThresholdFile | None:
-    """The file of a declared family in a folder: ``family: NAME`` in the file, else the file named NAME.yaml."""
-    files = [f for f in threshold_files(location) if not f.is_default]
+def declared_file(location: Path, family: str, files: Sequence[ThresholdFile] | None = None) -> ThresholdFile | None:
+    """The file of a declared family in a folder: ``family: NAME`` in the file, else the file named NAME.yaml.
+    ``files``: the folder's :func:`threshold_files`, when the caller has them."""
+    files = [f for f in (threshold_files(location) if files is None else files) if not f.is_default]
     found = [f for f in files if f.family == family] or [f for f in files if f.path.stem == family]
     if len(found) > 1:
         raise ThresholdError(f"{', '.join(str(f.path) for f in found)} all declare family {family!r}: keep one")
@@ -542,11 +544,15 @@ def _why_not(file: ThresholdFile, model_type: str, names: Sequence[str]) -> str:
     return f"{file.path}: no match block"
 
 
-def generic_file(location: Path) -> tuple[ThresholdFile, str]:
-    """The generic bounds for a folder: its ``default.yaml``, else the package's."""
-    default = location / DEFAULT_FILE
-    if location.is_dir() and default.is_file():
-        return load_threshold_file(default), "default"
+def generic_file(location: Path, files: Sequence[ThresholdFile] | None = None) -> tuple[ThresholdFile, str]:
+    """The generic bounds for a folder: its ``default.yaml``, else the package's. ``files``: the folder's
+    :func:`threshold_files`, when the caller has them (its ``default.yaml`` is then not read again)."""
+    if files is not None:
+        loaded = next((f for f in files if f.path.name == DEFAULT_FILE), None)
+        if loaded is not None:
+            return loaded, "default"
+    elif location.is_dir() and (location / DEFAULT_FILE).is_file():
+        return load_threshold_file(location / DEFAULT_FILE), "default"
     return load_threshold_file(PACKAGED_DEFAULT), "packaged default"
 
 
@@ -559,24 +565,25 @@ def select_threshold_file(location: str | Path, model_type: str, names: Sequence
     architecture alone, the folder's ``default.yaml`` or the package's generic bounds (none of which
     baseline the model)."""
     location = Path(location)
-    generic, generic_kind = generic_file(location.parent if location.is_file() else location)
     if location.is_file():
+        generic, generic_kind = generic_file(location.parent)
         chosen = load_threshold_file(location)
         return Selection(chosen, "file", None if chosen.is_default else generic, (f"{location}: given",),
                          family)
     if location.exists() and not location.is_dir():
         raise ThresholdError(f"--thresholds {location}: not a file or a folder")
     files = threshold_files(location)
+    generic, generic_kind = generic_file(location, files)
     considered = tuple(_why_not(f, model_type, names) for f in files)
     if family is not None:
-        declared = declared_file(location, family)
+        declared = declared_file(location, family, files)
         if declared is not None:
             return Selection(declared, "declared", generic, (f"{declared.path}: declared with --family {family}",),
                              family)
         considered = (f"no file in {location}/ declares family {family!r}", *considered)
         return Selection(generic, generic_kind, None, considered, family)
-    found = family_file(location, model_type, names)
+    found = family_file(location, model_type, names, files)
     if found is not None:
-        return Selection(found, found.matches(model_type, names) or "name", generic,
-                         (f"{found.path}: matched by {found.matches(model_type, names)}",), None)
+        matched_by = found.matches(model_type, names)
+        return Selection(found, matched_by or "name", generic, (f"{found.path}: matched by {matched_by}",), None)
     return Selection(generic, generic_kind, None, considered or (f"no threshold file in {location}/",), None)
