@@ -13,7 +13,7 @@ import operator
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,3 +253,36 @@ def argparse_type(parse: Callable[[str], object]) -> Callable[[str], object]:
 
     check.__name__ = parse.__name__
     return check
+
+
+def parse_family(value: str) -> str:
+    """``--family NAME`` or ``SPEC=NAME`` (checked, returned as given)."""
+    spec, _, family = value.rpartition("=")
+    if not family.strip() or (value.count("=") and not spec.strip()):
+        raise ValueError(f"--family {value!r}: give NAME, or SPEC=NAME for one model")
+    return value
+
+
+def family_map(values: Sequence[str] | None) -> dict[str, str] | None:
+    """``--family NAME`` / ``--family SPEC=NAME`` (repeatable) → model spec (``*``: every model) → family; None
+    when none was given."""
+    if not values:
+        return None
+    found = {}
+    for value in values:
+        spec, _, family = parse_family(value).rpartition("=")
+        found[spec or "*"] = family
+    return found
+
+
+def unwritable_destinations(reports: Sequence[str], thresholds: str | Path | None = None) -> list[str]:
+    """Why the report files (and, when blessing, the ``thresholds`` folder or file) could not be written —
+    checked before anything runs (the gate's options, ``bias-suite merge`` and ``launch``)."""
+    problems = [problem for path in reports if (problem := unwritable(Path(path)))]
+    if thresholds is not None:
+        location = Path(thresholds)
+        as_file = location.is_file() or location.suffix.lower() in (".yaml", ".yml")
+        problem = unwritable(location) if as_file else unwritable(location, directory=True)
+        if problem:
+            problems.append(problem)
+    return problems

@@ -110,13 +110,6 @@ def _parse_samples(value: str) -> int:
     return number
 
 
-def _parse_family(value: str) -> str:
-    spec, _, family = value.rpartition("=")
-    if not family.strip() or (value.count("=") and not spec.strip()):
-        raise ValueError(f"--family {value!r}: give NAME, or SPEC=NAME for one model")
-    return value
-
-
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("bias", "bias-suite: intrinsic text bias of multimodal LLMs")
     _add(group, MODEL_OPTION, dest="bias_models", action="append", default=None, metavar="SPEC",
@@ -145,7 +138,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     _add(group, REASON_OPTION, dest="bias_reason", default=None, metavar="TEXT",
          help="why the thresholds change (recorded in the file's provenance)")
     _add(group, FAMILY_OPTION, dest="bias_families", action="append", default=None, metavar="[SPEC=]NAME",
-         type=_typed(_parse_family),
+         type=_typed(validate.parse_family),
          help="the family each model declares: its threshold file is the one of family NAME (SPEC=NAME for one "
               "model; repeatable); with --update-thresholds, the family a new file is blessed for")
     _add(group, STRICT_ENV_OPTION, dest="bias_strict_env", action="store_true",
@@ -207,11 +200,7 @@ def thresholds_location(config: pytest.Config) -> Path:
 
 def families(config: pytest.Config) -> dict[str, str]:
     """``--family``: model spec → declared family (``*``: every model without its own)."""
-    found = {}
-    for value in config.option.bias_families or ():
-        spec, _, family = value.rpartition("=")
-        found[spec or "*"] = family
-    return found
+    return validate.family_map(config.option.bias_families) or {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -299,13 +288,8 @@ def _check_destinations(config: pytest.Config) -> None:
     """Report files, the threshold folder (when blessing) and the baseline card are checked before any
     model loads: a run never measures for an hour and then loses its card."""
     option = config.option
-    problems = [problem for path in option.bias_reports if (problem := validate.unwritable(Path(path)))]
-    if option.bias_update:
-        location = thresholds_location(config)
-        as_file = location.is_file() or location.suffix.lower() in (".yaml", ".yml")
-        problem = validate.unwritable(location) if as_file else validate.unwritable(location, directory=True)
-        if problem:
-            problems.append(problem)
+    problems = validate.unwritable_destinations(option.bias_reports,
+                                                thresholds_location(config) if option.bias_update else None)
     if problems:
         raise pytest.UsageError("cannot write " + "; ".join(problems))
     if option.bias_baseline:

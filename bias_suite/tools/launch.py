@@ -15,7 +15,8 @@ from pathlib import Path
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
 from bias_suite.options import argparse_type as checked
-from bias_suite.tools.command import CommandParser, fail, unwritable_destinations
+from bias_suite.options import unwritable_destinations
+from bias_suite.tools.command import CommandParser, fail
 
 EXECUTORS = ("local", "ray", "slurm")
 DESCRIPTION = ("Run the gate in N shards of its (model × benchmark) cells — Ray tasks, a Slurm job array (submitit) "

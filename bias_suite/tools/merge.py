@@ -11,7 +11,8 @@ from __future__ import annotations
 from bias_suite import options as validate
 from bias_suite.errors import BiasSuiteError
 from bias_suite.options import argparse_type as checked
-from bias_suite.tools.command import CommandParser, fail, family_map, unwritable_destinations
+from bias_suite.options import family_map, unwritable_destinations
+from bias_suite.tools.command import CommandParser, fail
 
 
 def build_parser() -> CommandParser:
